@@ -1,0 +1,3 @@
+from mlmyths.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,289 @@
+"""The ``mlmyths`` command line: parse, dispatch, print. No logic of its own.
+
+    mlmyths list
+    mlmyths run ID|all [--scale smoke|small|paper] [--dataset NAME] [--device auto|cpu|cuda]
+                       [--seed N] [--out DIR] [--set key=value ...] [--resume] [--quiet]
+    mlmyths report [DIR]
+    mlmyths derive EXPR --wrt VAR [--order K] [--var NAME=KIND ...] [--code numpy|torch|jax]
+    mlmyths data list | where NAME | fetch NAME
+
+User errors print one line on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mlmyths import __version__
+from mlmyths.errors import ConfigError, UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mlmyths", description="Seven myths of machine-learning research, put to the test.")
+    p.add_argument("--version", action="version", version=f"mlmyths {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="the seven myths and which are implemented")
+
+    r = sub.add_parser("run", help="run one experiment (or all) and write its report")
+    r.add_argument("myth", help="myth id (see `mlmyths list`) or 'all'")
+    r.add_argument("--scale", choices=("smoke", "small", "paper"), default=None,
+                   help="smoke: seconds; small (default): minutes on a laptop CPU; paper: the paper's setup")
+    r.add_argument("--dataset", help="dataset for experiments that take one (see `mlmyths data list`)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
+    r.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default: runs/)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable); with 'all', KEY may be MYTH.KEY")
+    r.add_argument("--resume", action="store_true", help="continue the newest unfinished run of this myth")
+    r.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")
+
+    rep = sub.add_parser("report", help="render index.html and summary.md over a runs directory")
+    rep.add_argument("dir", nargs="?", type=Path, default=Path("runs"))
+
+    d = sub.add_parser("derive", help="differentiate a matrix/tensor expression (tensor calculus)")
+    d.add_argument("expression", help="e.g. \"x'*A*x\"")
+    d.add_argument("--wrt", required=True, help="variable to differentiate with respect to")
+    d.add_argument("--order", type=int, default=1)
+    d.add_argument("--var", action="append", default=[], metavar="NAME=KIND",
+                   help="declare a variable: scalar, vector, matrix, or dimension names like n,m")
+    d.add_argument("--code", choices=("numpy", "torch", "jax"), help="also print the generated function")
+
+    data = sub.add_parser("data", help="datasets: what is available locally and how to get the rest")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    dsub.add_parser("list", help="all datasets and where they were found")
+    w = dsub.add_parser("where", help="the directory a dataset is read from")
+    w.add_argument("name")
+    f = dsub.add_parser("fetch", help="download a dataset into the user cache (verified by SHA-256)")
+    f.add_argument("name")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except UserError as exc:
+        sys.stderr.write(f"mlmyths: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("mlmyths: interrupted; what finished is saved (`mlmyths run ID --resume` continues)\n")
+        return EXIT_INTERRUPTED
+
+
+# -- list ------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlmyths import myths
+
+    table = Table(title="Seven myths of machine-learning research (Chang 2019)", show_lines=True)
+    for col in ("id", "myth", "study", "implemented"):
+        table.add_column(col, overflow="fold")
+    for info in myths.MYTHS.values():
+        table.add_row(info.id, info.myth, info.paper, "yes" if myths.implemented(info.id) else "not yet")
+    Console(width=140 if not sys.stdout.isatty() else None).print(table)
+    return EXIT_OK
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def _split_overrides(items: list[str], myth_ids: list[str]) -> dict[str | None, dict[str, str]]:
+    """``--set`` items grouped by target myth (None: every myth whose config has the key)."""
+    from mlmyths.config import parse_assignments
+
+    grouped: dict[str | None, dict[str, str]] = {}
+    for key, value in parse_assignments(items).items():
+        prefix, dot, rest = key.partition(".")
+        target = prefix if dot and prefix in myth_ids else None
+        grouped.setdefault(target, {})[rest if target else key] = value
+    return grouped
+
+
+def _config_for(myth_id: str, module: Any, scale: str, dataset: str | None,
+                grouped: dict[str | None, dict[str, str]], strict_shared: bool) -> Any:
+    import dataclasses
+
+    base = module.config(scale)
+    names = {f.name for f in dataclasses.fields(base)}
+    overrides: dict[str, Any] = {}
+    if dataset is not None:
+        if "dataset" not in names:
+            if strict_shared:
+                raise ConfigError(f"myth {myth_id!r} takes no --dataset")
+        else:
+            overrides["dataset"] = dataset
+    shared = grouped.get(None, {})
+    overrides.update(shared if strict_shared else {k: v for k, v in shared.items() if k in names})
+    overrides.update(grouped.get(myth_id, {}))
+    return module.config(scale, **overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlmyths import myths, runs
+    from mlmyths.config import from_dict
+
+    if args.myth == "all":
+        ids = [m for m in myths.MYTHS if myths.implemented(m)]
+        if not ids:
+            raise UserError("no myth is implemented yet; `mlmyths list` shows the plan")
+        if args.resume:
+            raise UserError("--resume takes one myth id, not 'all'")
+    else:
+        myths.info(args.myth)  # unknown id -> user error
+        ids = [args.myth]
+    grouped = _split_overrides(args.overrides, list(myths.MYTHS))
+    if args.myth == "all" and grouped.get(None):
+        # a shared key must exist in at least one experiment's config
+        import dataclasses
+
+        known = set()
+        for m in ids:
+            known |= {f.name for f in dataclasses.fields(myths.load(m).config("smoke"))}
+        unknown = sorted(set(grouped[None]) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key {unknown[0]!r}: no experiment has it")
+
+    # Build every config first, so that a bad value fails before anything runs.
+    plan = []
+    for myth_id in ids:
+        module = myths.load(myth_id)
+        if args.resume:
+            run_dir = runs.find_resumable(args.out, myth_id)
+            if run_dir is None:
+                raise UserError(f"no unfinished run of {myth_id!r} under {args.out} to resume")
+            if args.overrides or args.dataset or args.scale or args.seed is not None:
+                raise UserError("--resume continues a run with its saved config, scale and seed; "
+                                "drop --set/--dataset/--scale/--seed")
+            saved = runs.read_json(run_dir / "config.json")
+            cfg = from_dict(type(module.config(saved["scale"])), saved["config"])
+            plan.append((myth_id, module, cfg, saved["scale"], int(saved["seed"]), run_dir))
+        else:
+            scale = args.scale or "small"
+            cfg = _config_for(myth_id, module, scale, args.dataset, grouped, strict_shared=args.myth != "all")
+            plan.append((myth_id, module, cfg, scale, args.seed or 0, None))
+
+    status = EXIT_OK
+    for myth_id, module, cfg, scale, seed, resume_dir in plan:
+        echo = None if args.quiet else _echo_for(myth_id)
+        record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
+                              resume_dir=resume_dir, echo=echo, interactive=None if not args.quiet else False)
+        run_dir = args.out / myth_id / record["run_id"]
+        if record["status"] == "completed":
+            v = record["verdict"]
+            print(f"{myth_id}: {v['outcome'].upper()} — {v['reason']}\n  report: {run_dir / 'report.md'}")
+        else:
+            status = EXIT_FAILED
+            sys.stderr.write(f"mlmyths: {myth_id} {record['status']}: {record['error']} (log: {run_dir / 'log.txt'})\n")
+    if args.myth == "all":
+        from mlmyths import report
+
+        summary, index = report.write_summary(args.out)
+        print(f"report: {index}\nsummary: {summary}")
+    return status
+
+
+def _echo_for(myth_id: str) -> Any:
+    def echo(message: str) -> None:
+        sys.stderr.write(f"[{myth_id}] {message}\n")
+        sys.stderr.flush()
+
+    return echo
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mlmyths import report
+
+    if not args.dir.is_dir():
+        raise UserError(f"runs directory {str(args.dir)!r} does not exist; run `mlmyths run ...` first")
+    runs_found = report.collect(args.dir)
+    if not runs_found:
+        raise UserError(f"no runs under {str(args.dir)!r} (expected DIR/MYTH/RUN_ID/results.json)")
+    summary, index = report.write_summary(args.dir)
+    print(f"{len(runs_found)} run(s)\nreport: {index}\nsummary: {summary}")
+    return EXIT_OK
+
+
+# -- derive ----------------------------------------------------------------------------------
+
+
+def _parse_var(item: str) -> tuple[str, Any]:
+    name, sep, kind = item.partition("=")
+    if not sep or not name.strip() or not kind.strip():
+        raise UserError(f"--var expects NAME=KIND (scalar, vector, matrix or dimension names like n,m), got {item!r}")
+    kind = kind.strip()
+    if kind in ("scalar", "vector", "matrix"):
+        return name.strip(), kind
+    return name.strip(), tuple(d.strip() for d in kind.split(",") if d.strip())
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("mlmyths.tensorcalc") is None:
+        raise UserError("the tensor calculus (mlmyths.tensorcalc) is not implemented yet")
+    from mlmyths import tensorcalc as tc
+
+    if args.order < 1:
+        raise UserError(f"--order must be at least 1, got {args.order}")
+    kinds = dict(_parse_var(v) for v in args.var)
+    f = tc.parse(args.expression, **kinds)
+    derivative = tc.derivative(f, args.wrt, order=args.order)
+    print(tc.to_string(derivative))
+    if args.code:
+        print()
+        print(tc.source(derivative, backend=args.code))
+    return EXIT_OK
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from mlmyths import data
+
+    if args.data_command == "list":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Datasets (search: $MLMYTHS_DATA, user cache, system copies, download)")
+        for col in ("name", "kind", "available", "description / how to get it"):
+            table.add_column(col, overflow="fold")
+        for name, s in data.DATASETS.items():
+            found = data.find(name)
+            where = f"{found[0]}: {found[1]}" if found else "no"
+            text = s.description if found else f"{s.description}. {s.install_hint}"
+            table.add_row(name, s.kind, where, text)
+        Console(width=160 if not sys.stdout.isatty() else None).print(table)
+        print("Image datasets also come pixel-permuted as permuted-NAME (e.g. permuted-mnist).")
+        return EXIT_OK
+    if args.data_command == "where":
+        found = data.find(args.name)
+        if found is None:
+            raise UserError(data.missing_message(args.name))
+        print(found[1])
+        return EXIT_OK
+    path = data.fetch(args.name, report=lambda m: sys.stderr.write(m + "\n"))
+    print(path)
+    return EXIT_OK
+
+
+_COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "derive": cmd_derive, "data": cmd_data}

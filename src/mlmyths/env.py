@@ -1,0 +1,81 @@
+"""Devices, seeds and the software environment a run records."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlmyths.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; asking for missing CUDA is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        return torch.device(name)
+    raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def derive_seed(seed: int, *key: object) -> int:
+    """A stable 63-bit seed from a base seed and a key (same inputs, same seed, any process)."""
+    text = repr((int(seed),) + tuple(str(k) for k in key)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+def rng(seed: int, *key: object) -> np.random.Generator:
+    return np.random.default_rng(derive_seed(seed, *key))
+
+
+def torch_generator(seed: int, *key: object, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *key))
+
+
+def git_commit() -> str | None:
+    """The commit of the mlmyths checkout (with ``-dirty`` when modified), if it is one."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def capture(device: torch.device) -> dict[str, str | None]:
+    """Versions and hardware to store next to every result."""
+    from mlmyths import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": describe_device(device),
+        "mlmyths": __version__,
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "cpu_count": str(os.cpu_count()),
+        "argv": " ".join(sys.argv[1:]) or None,
+    }

@@ -1,0 +1,80 @@
+"""The seven experiments and their registry.
+
+Every experiment module ``mlmyths.myths.<module>`` exposes the same three things:
+
+- ``CLAIM``: a :class:`mlmyths.runs.Claim` (use :func:`claim` to fill in the myth and paper);
+- ``config(scale="small", **overrides)``: a frozen dataclass per scale
+  (``smoke``: seconds, tests and CI; ``small``: minutes on 2 CPU cores, the default;
+  ``paper``: the paper's setup, GPU and real datasets);
+- ``run(cfg, ctx) -> Result``: ``ctx`` is a :class:`mlmyths.runs.RunContext`.
+
+A myth is *implemented* when its module exists. Library code never imports from here.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+
+from mlmyths.errors import UserError
+from mlmyths.runs import Claim
+
+
+@dataclass(frozen=True)
+class MythInfo:
+    id: str  #: command-line id
+    module: str  #: module name under mlmyths.myths
+    myth: str  #: the myth, as Chang (2019) words it
+    paper: str  #: the study that refuted it
+    component: str  #: the reusable library component
+
+
+MYTHS: dict[str, MythInfo] = {
+    info.id: info
+    for info in [
+        MythInfo("tensors", "tensors", "TensorFlow is a tensor manipulation library.",
+                 "Laue, Mitterreiter & Giesen, Computing Higher Order Derivatives of Matrix and Tensor "
+                 "Expressions, NeurIPS 2018", "mlmyths.tensorcalc"),
+        MythInfo("dataset-bias", "dataset_bias", "Image datasets are representative of real images found in the wild.",
+                 "Torralba & Efros, Unbiased Look at Dataset Bias, CVPR 2011", "mlmyths.bias"),
+        MythInfo("test-reuse", "test_reuse", "Machine learning researchers do not use the test set for validation.",
+                 "Recht, Roelofs, Schmidt & Shankar, Do CIFAR-10 Classifiers Generalize to CIFAR-10?, 2018",
+                 "mlmyths.reuse"),
+        MythInfo("forgetting", "forgetting", "Every datapoint is used in training a neural network.",
+                 "Toneva et al., An Empirical Study of Example Forgetting during Deep Neural Network "
+                 "Learning, ICLR 2019", "mlmyths.forgetting"),
+        MythInfo("fixup", "fixup", "We need (batch) normalization to train very deep residual networks.",
+                 "Zhang, Dauphin & Ma, Fixup Initialization: Residual Learning Without Normalization, ICLR 2019",
+                 "mlmyths.models.resnet"),
+        MythInfo("lightconv", "lightconv", "Attention > convolution.",
+                 "Wu, Fan, Baevski, Dauphin & Auli, Pay Less Attention with Lightweight and Dynamic "
+                 "Convolutions, ICLR 2019", "mlmyths.models.lightconv"),
+        MythInfo("saliency", "saliency", "Saliency maps are robust ways to interpret neural networks.",
+                 "Ghorbani, Abid & Zou, Interpretation of Neural Networks is Fragile, AAAI 2019",
+                 "mlmyths.saliency"),
+    ]
+}
+
+
+def claim(myth_id: str, paper_result: str) -> Claim:
+    """The experiment's CLAIM: the registry's myth and paper plus the paper's headline result."""
+    info = MYTHS[myth_id]
+    return Claim(myth=info.myth, paper=info.paper, paper_result=paper_result)
+
+
+def info(myth_id: str) -> MythInfo:
+    if myth_id not in MYTHS:
+        raise UserError(f"unknown myth {myth_id!r}; choose one of {', '.join(MYTHS)} (or all)")
+    return MYTHS[myth_id]
+
+
+def implemented(myth_id: str) -> bool:
+    return importlib.util.find_spec(f"{__name__}.{info(myth_id).module}") is not None
+
+
+def load(myth_id: str) -> ModuleType:
+    """The experiment module for ``myth_id``; a user error if unknown or not implemented yet."""
+    if not implemented(myth_id):
+        raise UserError(f"myth {myth_id!r} is not implemented yet; `mlmyths list` shows which are")
+    return importlib.import_module(f"{__name__}.{info(myth_id).module}")
