@@ -1,0 +1,53 @@
+"""Batch data augmentation on tensors, vectorized (no per-image Python loops).
+
+Functions take a float batch ``(B, C, H, W)`` and a CPU ``torch.Generator`` so that
+they plug into :func:`mlmyths.train.fit` as ``augment=...`` and repeat under a seed.
+
+>>> import torch
+>>> x = torch.rand(4, 3, 32, 32)
+>>> crop_flip(x, torch.Generator().manual_seed(0)).shape
+torch.Size([4, 3, 32, 32])
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def random_crop(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+    """Zero-pad by ``padding`` and take a random crop of the original size per image."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p)
+    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    # gather (B, H, W, C) then back to (B, C, H, W)
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Flip each image left-right with probability ``p``."""
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def crop_flip(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+    """The standard CIFAR augmentation: random crop with zero padding, then random flip."""
+    return random_flip(random_crop(x, generator, padding), generator)
+
+
+def cutout(x: Tensor, generator: torch.Generator, size: int = 16) -> Tensor:
+    """Zero one ``size x size`` square per image at a random centre (DeVries & Taylor 2017)."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    ys = torch.arange(h, device=x.device)[None, :]
+    xs = torch.arange(w, device=x.device)[None, :]
+    in_y = (ys - cy[:, None]).abs() <= size // 2  # (B, H)
+    in_x = (xs - cx[:, None]).abs() <= size // 2  # (B, W)
+    mask = ~(in_y[:, :, None] & in_x[:, None, :])  # (B, H, W)
+    return x * mask[:, None].to(x.dtype)
