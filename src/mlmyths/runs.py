@@ -261,8 +261,10 @@ class RunContext:
         """Run ``fn()`` once per run: its value (nested dicts/lists of numbers, strings and
         arrays) is stored, and on ``--resume`` the stored value is returned without running.
 
-        Training checkpoints created inside the task (:meth:`checkpoint_path`) are deleted
-        once the task's value is stored.
+        The value returned is always the stored form (tensors become numpy arrays, tuples
+        lists), so a fresh run and a resumed one compute the same thing from it. Training
+        checkpoints created inside the task (:meth:`checkpoint_path`) are deleted once the
+        task's value is stored.
         """
         path = self.checkpoints_dir / "tasks" / f"{_safe(key)}.npz"
         if path.exists():
@@ -279,7 +281,7 @@ class RunContext:
         finally:
             self._task_checkpoints = outer
         self.tasks_completed.append(key)
-        return value
+        return load_state(path)  # type: ignore[return-value]
 
     def checkpoint_path(self, key: str) -> Path:
         """Where a long computation (e.g. ``fit(checkpoint=...)``) keeps its resumable state."""

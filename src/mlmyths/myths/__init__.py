@@ -24,7 +24,7 @@ from mlmyths.runs import Claim
 @dataclass(frozen=True)
 class MythInfo:
     id: str  #: command-line id
-    module: str  #: module name under mlmyths.myths
+    module: str  #: the experiment module's dotted path
     myth: str  #: the myth, as Chang (2019) words it
     paper: str  #: the study that refuted it
     component: str  #: the reusable library component
@@ -33,24 +33,24 @@ class MythInfo:
 MYTHS: dict[str, MythInfo] = {
     info.id: info
     for info in [
-        MythInfo("tensors", "tensors", "TensorFlow is a tensor manipulation library.",
+        MythInfo("tensors", f"{__name__}.tensors", "TensorFlow is a tensor manipulation library.",
                  "Laue, Mitterreiter & Giesen, Computing Higher Order Derivatives of Matrix and Tensor "
                  "Expressions, NeurIPS 2018", "mlmyths.tensorcalc"),
-        MythInfo("dataset-bias", "dataset_bias", "Image datasets are representative of real images found in the wild.",
+        MythInfo("dataset-bias", f"{__name__}.dataset_bias", "Image datasets are representative of real images found in the wild.",
                  "Torralba & Efros, Unbiased Look at Dataset Bias, CVPR 2011", "mlmyths.bias"),
-        MythInfo("test-reuse", "test_reuse", "Machine learning researchers do not use the test set for validation.",
+        MythInfo("test-reuse", f"{__name__}.test_reuse", "Machine learning researchers do not use the test set for validation.",
                  "Recht, Roelofs, Schmidt & Shankar, Do CIFAR-10 Classifiers Generalize to CIFAR-10?, 2018",
                  "mlmyths.reuse"),
-        MythInfo("forgetting", "forgetting", "Every datapoint is used in training a neural network.",
+        MythInfo("forgetting", f"{__name__}.forgetting", "Every datapoint is used in training a neural network.",
                  "Toneva et al., An Empirical Study of Example Forgetting during Deep Neural Network "
                  "Learning, ICLR 2019", "mlmyths.forgetting"),
-        MythInfo("fixup", "fixup", "We need (batch) normalization to train very deep residual networks.",
+        MythInfo("fixup", f"{__name__}.fixup", "We need (batch) normalization to train very deep residual networks.",
                  "Zhang, Dauphin & Ma, Fixup Initialization: Residual Learning Without Normalization, ICLR 2019",
                  "mlmyths.models.resnet"),
-        MythInfo("lightconv", "lightconv", "Attention > convolution.",
+        MythInfo("lightconv", f"{__name__}.lightconv", "Attention > convolution.",
                  "Wu, Fan, Baevski, Dauphin & Auli, Pay Less Attention with Lightweight and Dynamic "
                  "Convolutions, ICLR 2019", "mlmyths.models.lightconv"),
-        MythInfo("saliency", "saliency", "Saliency maps are robust ways to interpret neural networks.",
+        MythInfo("saliency", f"{__name__}.saliency", "Saliency maps are robust ways to interpret neural networks.",
                  "Ghorbani, Abid & Zou, Interpretation of Neural Networks is Fragile, AAAI 2019",
                  "mlmyths.saliency"),
     ]
@@ -70,11 +70,11 @@ def info(myth_id: str) -> MythInfo:
 
 
 def implemented(myth_id: str) -> bool:
-    return importlib.util.find_spec(f"{__name__}.{info(myth_id).module}") is not None
+    return importlib.util.find_spec(info(myth_id).module) is not None
 
 
 def load(myth_id: str) -> ModuleType:
     """The experiment module for ``myth_id``; a user error if unknown or not implemented yet."""
     if not implemented(myth_id):
         raise UserError(f"myth {myth_id!r} is not implemented yet; `mlmyths list` shows which are")
-    return importlib.import_module(f"{__name__}.{info(myth_id).module}")
+    return importlib.import_module(info(myth_id).module)
