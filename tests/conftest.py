@@ -52,4 +52,4 @@ def read_results(out: Path, myth: str) -> dict:
 def _offline_and_isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never download, and never write to the user's real cache."""
     monkeypatch.setenv("MLMYTHS_OFFLINE", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
