@@ -186,3 +186,11 @@ def test_float_conversion_and_channel_stats():
     assert mean.tolist() == [0.75]
     normalized = data.normalize(x, mean, std)
     assert abs(float(normalized.mean())) < 1e-6
+
+
+def test_python_docs_corpus_is_always_available_and_cached():
+    assert data.find("python-docs")[0] == "embedded"
+    text = data.load_text("python-docs")
+    assert len(text) > 1_000_000 and "Return" in text
+    assert data.load_text("python-docs") == text  # second call reads the cache
+    assert data.first_available(("enwik8", "python-docs")) == "python-docs"

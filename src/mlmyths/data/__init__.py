@@ -63,7 +63,8 @@ def available(name: str) -> bool:
 
 
 def first_available(candidates: tuple[str, ...] = ("fashion-mnist", "digits")) -> str:
-    """The first of ``candidates`` present locally (experiments' ``dataset="auto"``)."""
+    """The first of ``candidates`` present locally (experiments' ``dataset="auto"``;
+    for text, e.g. ``("fortunes", "python-docs")``)."""
     for name in candidates:
         if available(name):
             return name
@@ -88,13 +89,27 @@ def load(name: str) -> ImageDataset:
 
 
 def load_text(name: str) -> str:
-    """Load a text corpus (``fortunes``, ``enwik8``, ``text8``) as one string.
+    """Load a text corpus (``fortunes``, ``python-docs``, ``enwik8``, ``text8``) as one string.
 
     enwik8 is decoded byte-for-byte as Latin-1 so that characters map one-to-one to bytes.
+    ``python-docs`` (the standard library's docstrings) is always available and is cached
+    in the user cache after the first build.
     """
     s = spec(name)
     if s.kind != "text":
         raise DataError(f"dataset {name!r} is not a text corpus; text corpora: {', '.join(dataset_names('text'))}")
+    if s.name == "python-docs":
+        import sys
+
+        cached = cache_dir() / "python-docs" / f"docstrings-{sys.version_info[0]}.{sys.version_info[1]}.txt"
+        if cached.exists():
+            return cached.read_text(encoding="utf-8")
+        text = readers.read_stdlib_docstrings()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(cached)
+        return text
     directory = fetch(s.name)
     if not s.files:
         return readers.read_text_folder(directory)

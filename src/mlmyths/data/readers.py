@@ -136,3 +136,32 @@ def read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: corrupt or not a plain .npy array ({exc})") from None
 
 
+
+
+def read_stdlib_docstrings() -> str:
+    """Module, class and function docstrings of the Python standard library, in file order.
+
+    An always-available English corpus (a few MB) for offline language-model runs; the
+    test suites and site-packages are skipped. Files that do not parse are skipped.
+    """
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "lib2to3", "turtledemo"}
+    parts = []
+    for path in sorted(root.rglob("*.py")):
+        if skip.intersection(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    parts.append(doc.strip())
+    if not parts:
+        raise DataError(f"{root}: no Python standard library sources found")
+    return "\n\n".join(parts) + "\n"

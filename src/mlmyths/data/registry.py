@@ -127,6 +127,12 @@ DATASETS: dict[str, DatasetSpec] = {
             install_hint="on Debian/Ubuntu: `sudo apt-get install fortunes`",
         ),
         DatasetSpec(
+            "python-docs",
+            "text",
+            "English docstrings of the Python standard library (several MB; always available)",
+            embedded=True,
+        ),
+        DatasetSpec(
             "enwik8",
             "text",
             "First 100 MB of an English Wikipedia dump (Hutter Prize), byte-level LM benchmark",

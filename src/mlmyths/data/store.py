@@ -73,7 +73,7 @@ def find(name: str) -> tuple[str, Path] | None:
     """``(label, directory)`` of the first complete local copy of ``name``, else None."""
     s = spec(name)
     if s.embedded:
-        return ("embedded", Path("<bundled with scikit-learn>"))
+        return ("embedded", Path("<bundled with scikit-learn>" if s.kind == "images" else "<Python standard library>"))
     for label, directory in search_dirs(name):
         if _complete(s, directory):
             return label, directory
