@@ -277,3 +277,22 @@ def test_greedy_generation_with_cache_equals_recomputing(name):
         for _ in range(6):
             seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], 1)
     assert torch.equal(out, seq)
+
+
+def test_custom_backward_passes_gradcheck():
+    """The hand-written backward passes (LightConv on the CPU, DynamicConv's band path) against
+    finite differences, in float64, with T not a multiple of the block size."""
+    from mlmyths.models.lightconv import _light_kernel_grad, lightweight_conv
+
+    gen = torch.Generator().manual_seed(11)
+    x_padded = torch.randn(2, 11 + 4, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    light = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lightweight_conv, (x_padded, light))
+    dynamic = torch.randn(2, 11, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    for block in (1, 3, 4, 11, 32):
+        assert torch.autograd.gradcheck(lambda x, k, b=block: dynamic_conv(x, k, "band", b), (x_padded, dynamic))
+    # the kernel gradient's blocks: any block size gives the same sums
+    g = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen)
+    sums = [_light_kernel_grad(g, x_padded.detach(), 3, 5, block) for block in (1, 2, 5, 11, 64)]
+    for other in sums[1:]:
+        torch.testing.assert_close(other, sums[0], rtol=1e-12, atol=1e-12)

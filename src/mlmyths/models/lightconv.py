@@ -48,11 +48,12 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mlmyths.errors import ConfigError, UserError
 from mlmyths.models.transformer import Block, LanguageModel, xavier_linear
@@ -93,12 +94,80 @@ def reference_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
 
 
 def lightweight_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
-    """LightConv fast path: one depthwise ``F.conv1d``; ``x_padded`` (B, T+K-1, C), ``kernel`` (H, K) -> (B, T, C)."""
-    C = x_padded.shape[-1]
-    H = kernel.shape[0]
-    weight = kernel.repeat_interleave(C // H, dim=0).unsqueeze(1)  # (C, 1, K): channel c uses head c // R
-    y = F.conv1d(x_padded.transpose(1, 2), weight.to(x_padded.dtype), groups=C)  # (B, C, T)
-    return y.transpose(1, 2)
+    """LightConv fast path: one depthwise convolution; ``x_padded`` (B, T+K-1, C), ``kernel`` (H, K) -> (B, T, C).
+
+    The (B, T, C) memory is already the channels-last layout of a (B, C, 1, T) image, so the
+    convolution runs as a channels-last ``conv2d`` with no transposes. On the CPU, when
+    gradients are needed, the backward pass is ours (:class:`_LightConvFunction`): PyTorch's
+    CPU kernel for a depthwise convolution's weight gradient is several times slower than the
+    forward; we compute that gradient with batched matmuls.
+    """
+    if x_padded.device.type == "cpu" and torch.is_grad_enabled() and (x_padded.requires_grad or kernel.requires_grad):
+        return _LightConvFunction.apply(x_padded, kernel)
+    return _depthwise(x_padded, _expand(kernel, x_padded))
+
+
+def _expand(kernel: Tensor, x: Tensor) -> Tensor:
+    """(H, K) -> (C, 1, 1, K): channel c uses head c // (C/H)."""
+    C, (H, K) = x.shape[-1], kernel.shape
+    return kernel.repeat_interleave(C // H, dim=0).view(C, 1, 1, K).to(x.dtype)
+
+
+def _depthwise(x_padded: Tensor, weight: Tensor) -> Tensor:
+    B, L, C = x_padded.shape
+    image = x_padded.unsqueeze(1).permute(0, 3, 1, 2)  # (B, C, 1, L), channels-last view of (B, L, C)
+    y = F.conv2d(image, weight, groups=C)  # (B, C, 1, T), channels-last
+    return y.permute(0, 2, 3, 1).reshape(B, -1, C)  # (B, T, C), a view
+
+
+class _LightConvFunction(torch.autograd.Function):
+    """Depthwise convolution with head-shared kernels and a matmul-based kernel gradient.
+
+    ``dL/dx`` is the transposed convolution of the output gradient. ``dL/dw[h, k] =
+    Σ_{b,t,r} g[b,t,hR+r] · x[b,t+k,hR+r]``: for blocks of S output positions, the products of
+    every output position with the S+K-1 inputs it can see are one (S × BNR) @ (BNR × (S+K-1))
+    matmul per head; tap k is the sum of that matrix's k-th diagonal (read off with the same
+    skew as the band matrices of :func:`_band_conv`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x_padded: Tensor, kernel: Tensor) -> Tensor:
+        x_padded = x_padded.contiguous()
+        weight = _expand(kernel, x_padded)
+        ctx.save_for_backward(x_padded, weight)
+        ctx.heads = kernel.shape[0]
+        return _depthwise(x_padded, weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        x_padded, weight = ctx.saved_tensors
+        B, L, C = x_padded.shape
+        g = grad_out.contiguous()  # (B, T, C)
+        grad_x = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            image = g.unsqueeze(1).permute(0, 3, 1, 2)  # (B, C, 1, T), channels-last view
+            grad_x = F.conv_transpose2d(image, weight, groups=C).permute(0, 2, 3, 1).reshape(B, L, C)
+        if ctx.needs_input_grad[1]:
+            grad_kernel = _light_kernel_grad(g, x_padded, ctx.heads, weight.shape[-1])
+        return grad_x, grad_kernel
+
+
+def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: int = BAND_BLOCK) -> Tensor:
+    """``Σ_{b,t,r} g[b,t,hR+r] · x_padded[b,t+k,hR+r]`` as (H, K); g (B, T, C), x_padded (B, T+K-1, C)."""
+    B, T, C = g.shape
+    R, S = C // H, max(1, min(block_size, T))
+    N = -(-T // S)  # blocks
+    W = S + K - 1  # inputs one block of outputs sees
+    if N * S != T:
+        g, x_padded = F.pad(g, (0, 0, 0, N * S - T)), F.pad(x_padded, (0, 0, 0, N * S - T))
+    windows = x_padded.unfold(1, W, S)  # (B, N, C, W)
+    windows = windows.reshape(B, N, H, R, W).permute(2, 0, 1, 3, 4).reshape(H, B * N * R, W)  # (H, BNR, W)
+    grads = g.reshape(B, N, S, H, R).permute(3, 2, 0, 1, 4).reshape(H, S, B * N * R)  # (H, S, BNR)
+    products = torch.bmm(grads, windows)  # (H, S, W): products[h, s, j] = Σ_{b,n,r} g[., s, .] x[., j, .]
+    # tap k of output s is column s + k: shift row s left by s (inverse of the band skew), sum the rows
+    diagonals = F.pad(products.reshape(H, S * W), (0, S)).view(H, S, W + 1)[:, :, :K]  # (H, S, K)
+    return diagonals.sum(1)
 
 
 def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK) -> Tensor:
@@ -126,6 +195,11 @@ def _unfold_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
 
 
 def _band_conv(x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
+    return _BandConvFunction.apply(x_padded, kernel, block_size)
+
+
+def _band_layout(x_padded: Tensor, kernel: Tensor, block_size: int) -> tuple[Tensor, Tensor, int, int]:
+    """Input windows (B, N, H, W, R) and band matrices (B, N, H, S, W) of blocks of S positions."""
     B, T, H, K = kernel.shape
     C = x_padded.shape[-1]
     S = max(1, min(block_size, T))  # positions per block
@@ -135,13 +209,59 @@ def _band_conv(x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
         x_padded = F.pad(x_padded, (0, 0, 0, N * S - T))
         kernel = F.pad(kernel, (0, 0, 0, 0, 0, N * S - T))
     windows = x_padded.unfold(1, W, S)  # (B, N, C, W): windows[b,n,c,j] = x_padded[b, n*S + j, c]
-    windows = windows.reshape(B, N, H, C // H, W).transpose(-1, -2)  # (B, N, H, W, R)
-    taps = kernel.view(B, N, S, H, K).permute(0, 1, 3, 2, 4)  # (B, N, H, S, K)
-    # Band matrix: row s holds the K taps at columns s … s+K-1. Padding each row to K+S and
-    # re-reading the flat buffer with row length S+K-1 shifts row s right by s.
-    band = F.pad(taps, (0, S)).flatten(-2)[..., :S * W].view(B, N, H, S, W)  # (B, N, H, S, W)
-    y = torch.matmul(band, windows)  # (B, N, H, S, R)
-    return y.permute(0, 1, 3, 2, 4).reshape(B, N * S, C)[:, :T]  # (B, T, C)
+    windows = windows.reshape(B, N, H, C // H, W).transpose(-1, -2)  # (B, N, H, W, R), a view
+    taps = kernel.reshape(B, N, S, H, K).permute(0, 1, 3, 2, 4)  # (B, N, H, S, K)
+    # Band matrix: row s holds the K taps at columns s … s+K-1. Writing the taps at the start
+    # of rows of length W+1 and re-reading the flat buffer with row length W shifts row s right by s.
+    buffer = kernel.new_zeros(B, N, H, S, W + 1)
+    buffer[..., :K] = taps
+    band = buffer.flatten(-2)[..., :S * W].view(B, N, H, S, W)  # (B, N, H, S, W), a view
+    return windows, band, S, N
+
+
+class _BandConvFunction(torch.autograd.Function):
+    """DynamicConv as banded matmuls, with a matching backward: the kernel gradient is the
+    band's gradient ``g @ windowsᵀ`` read back along its diagonals, the input gradient is
+    ``bandᵀ @ g`` added back over the overlapping windows. Windows and bands are rebuilt in
+    the backward pass instead of being stored, so memory stays that of the inputs."""
+
+    @staticmethod
+    def forward(ctx: Any, x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
+        B, T, H, K = kernel.shape
+        C = x_padded.shape[-1]
+        windows, band, S, N = _band_layout(x_padded, kernel, block_size)
+        y = torch.matmul(band, windows)  # (B, N, H, S, R)
+        ctx.save_for_backward(x_padded, kernel)
+        ctx.block_size = block_size
+        return y.permute(0, 1, 3, 2, 4).reshape(B, N * S, C)[:, :T]  # (B, T, C)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        x_padded, kernel = ctx.saved_tensors
+        B, T, H, K = kernel.shape
+        L, C = x_padded.shape[1:]
+        windows, band, S, N = _band_layout(x_padded, kernel, ctx.block_size)
+        W = S + K - 1
+        g = F.pad(grad_out, (0, 0, 0, N * S - T)) if N * S != T else grad_out
+        g = g.reshape(B, N, S, H, C // H).transpose(2, 3)  # (B, N, H, S, R)
+        grad_x = grad_kernel = None
+        if ctx.needs_input_grad[1]:
+            grad_band = torch.matmul(g, windows.transpose(-1, -2))  # (B, N, H, S, W)
+            taps = F.pad(grad_band.reshape(B, N, H, S * W), (0, S)).view(B, N, H, S, W + 1)[..., :K]  # undo the skew
+            grad_kernel = taps.permute(0, 1, 3, 2, 4).reshape(B, N * S, H, K)[:, :T]  # (B, T, H, K)
+        if ctx.needs_input_grad[0]:
+            grad_windows = torch.matmul(band.transpose(-1, -2), g)  # (B, N, H, W, R)
+            grad_windows = grad_windows.permute(0, 1, 3, 2, 4).reshape(B, N, W, C)
+            pieces = -(-W // S)
+            grad_x = x_padded.new_zeros(B, (N + pieces - 1) * S, C)
+            for p in range(pieces):  # window rows p*S … p*S+S-1 land on positions n*S + p*S + j
+                rows = grad_windows[:, :, p * S:(p + 1) * S]
+                if rows.shape[2] < S:
+                    rows = F.pad(rows, (0, 0, 0, S - rows.shape[2]))
+                grad_x[:, p * S:p * S + N * S] += rows.reshape(B, N * S, C)
+            grad_x = grad_x[:, :L]
+        return grad_x, grad_kernel, None
 
 
 # -- the modules ---------------------------------------------------------------------------------

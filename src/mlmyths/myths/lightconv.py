@@ -93,8 +93,8 @@ class Config:
     kernel_sizes: tuple[int, ...] = (3, 7, 15, 31)  #: convolution width per layer (the paper grows them with depth)
     ffn_mult: int = 4  #: the Transformer's FFN width is ffn_mult * dim
     match_params: bool = True  #: widen the convolution models' FFN to the Transformer's parameter count
-    dropout: float = 0.1  #: dropout on embeddings and sublayer outputs (all models)
-    weight_dropout: float = 0.1  #: DropConnect on convolution kernels (attention: attention dropout)
+    dropout: float = 0.0  #: dropout on embeddings and sublayer outputs (all models; 0: single-pass regime)
+    weight_dropout: float = 0.0  #: DropConnect on convolution kernels (attention: attention dropout)
     steps: int = 300  #: optimizer steps per model (the same budget for all)
     batch_size: int = 32  #: windows per step
     lr: float = 2e-3  #: peak learning rate (AdamW, linear warm-up, cosine decay)
@@ -129,7 +129,8 @@ SCALES = {
                     recall_steps=30, recall_batch_size=32, recall_eval=256),
     "small": Config(),
     "paper": Config(dataset="enwik8", val_chars=1_000_000, context=512, dim=512, layers=6, heads=8,
-                    kernel_sizes=(3, 7, 15, 31, 31, 31), steps=50_000, batch_size=32, lr=7e-4, warmup_steps=2000,
+                    kernel_sizes=(3, 7, 15, 31, 31, 31), dropout=0.1, weight_dropout=0.1, steps=50_000, batch_size=32,
+                    lr=7e-4, warmup_steps=2000,
                     seeds=3, generate_chars=1000, scaling_lengths=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
                     scaling_batch=8, scaling_repeats=5, scaling_max_seconds=60.0, recall_pairs=128,
                     recall_queries=64, recall_dim=128, recall_kernel_sizes=(15, 31), recall_steps=5000),
