@@ -58,7 +58,7 @@ from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, receptive_
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
 from mlmyths.myths import claim
 from mlmyths.runs import Result, RunContext, Verdict
-from mlmyths.train import TrainConfig, fit, predict
+from mlmyths.train import TrainConfig, evaluate, fit, predict
 
 CLAIM = claim(
     "lightconv",
@@ -95,14 +95,16 @@ class Config:
     match_params: bool = True  #: widen the convolution models' FFN to the Transformer's parameter count
     dropout: float = 0.0  #: dropout on embeddings and sublayer outputs (all models; 0: single-pass regime)
     weight_dropout: float = 0.0  #: DropConnect on convolution kernels (attention: attention dropout)
-    steps: int = 300  #: optimizer steps per model (the same budget for all)
+    steps: int = 800  #: optimizer steps per model (the same budget for all)
     batch_size: int = 32  #: windows per step
     lr: float = 2e-3  #: peak learning rate (AdamW, linear warm-up, cosine decay)
-    warmup_steps: int = 30  #: warm-up steps
+    warmup_steps: int = 50  #: warm-up steps
     weight_decay: float = 0.01  #: AdamW weight decay
     grad_clip: float = 1.0  #: global gradient-norm clip
     seeds: int = 1  #: independent trainings per model
     generate_chars: int = 200  #: characters generated to time decoding with the cache
+    curve_every: int = 100  #: validation bpc every N steps for the learning curves (0: only at the end)
+    curve_chars: int = 16_384  #: validation characters of each learning-curve point
     # (b) scaling
     scaling_lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)  #: sequence lengths T measured
     scaling_batch: int = 1  #: sequences per timed call
@@ -123,14 +125,14 @@ class Config:
 
 SCALES = {
     "smoke": Config(max_chars=200_000, val_chars=8192, context=64, dim=32, layers=2, heads=4, kernel_sizes=(3, 7),
-                    steps=30, batch_size=16, warmup_steps=5, generate_chars=20,
+                    steps=30, batch_size=16, warmup_steps=5, generate_chars=20, curve_every=10, curve_chars=2048,
                     scaling_lengths=(256, 1024), scaling_repeats=1, scaling_max_seconds=1.0,
                     recall_pairs=8, recall_queries=4, recall_dim=32, recall_layers=1, recall_kernel_sizes=(5,),
                     recall_steps=30, recall_batch_size=32, recall_eval=256),
     "small": Config(),
     "paper": Config(dataset="enwik8", val_chars=1_000_000, context=512, dim=512, layers=6, heads=8,
                     kernel_sizes=(3, 7, 15, 31, 31, 31), dropout=0.1, weight_dropout=0.1, steps=50_000, batch_size=32,
-                    lr=7e-4, warmup_steps=2000,
+                    lr=7e-4, warmup_steps=2000, curve_every=2000, curve_chars=262_144,
                     seeds=3, generate_chars=1000, scaling_lengths=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768),
                     scaling_batch=8, scaling_repeats=5, scaling_max_seconds=60.0, recall_pairs=128,
                     recall_queries=64, recall_dim=128, recall_kernel_sizes=(15, 31), recall_steps=5000),
@@ -203,9 +205,36 @@ def windows(ids: Tensor, length: int, count: int, rng: np.random.Generator) -> t
     return ids[index], ids[index + 1]
 
 
+class LearningCurve:
+    """A batch callback for :func:`mlmyths.train.fit` that records validation bpc every ``every``
+    steps (checkpointed with the training through ``state_dict``)."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, every: int):
+        self.model, self.x, self.y, self.every = model, x, y, every
+        self.calls, self.points, self.seconds = 0, [], 0.0
+
+    def measure(self) -> float:
+        start = time.perf_counter()
+        loss = evaluate(self.model, self.x, self.y, batch_size=64)["loss"]
+        self.seconds += time.perf_counter() - start
+        return loss / math.log(2)
+
+    def __call__(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
+        self.calls += 1  # called before the update of step `calls`: `calls - 1` updates so far
+        if self.every and self.calls > 1 and (self.calls - 1) % self.every == 0:
+            self.points.append((self.calls - 1, self.measure()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "points": list(self.points), "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls, self.seconds = int(state["calls"]), float(state["seconds"])
+        self.points = [(int(s), float(v)) for s, v in state["points"]]
+
+
 def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[Tensor, Tensor, list[str]],
              ffn_dim: int) -> dict[str, Any]:
-    """Train one language model; validation bpc, parameters, throughput and a generated sample."""
+    """Train one language model; validation bpc (final and along the way), parameters, throughput, a sample."""
     train_ids, val_ids, alphabet = corpus
     rng = ctx.rng("lm-data", seed)  # the same windows for every model of a seed
     wanted = cfg.steps * cfg.batch_size
@@ -214,6 +243,7 @@ def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[T
     x, y = windows(train_ids, cfg.context, math.ceil(wanted / epochs), rng)
     val_count = max(1, cfg.val_chars // cfg.context) if cfg.val_chars else 0
     xv, yv = windows(val_ids, cfg.context, val_count, ctx.rng("lm-val"))
+    curve_count = max(1, cfg.curve_chars // cfg.context)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     train_cfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr, momentum=0.9,
                             weight_decay=cfg.weight_decay, schedule="cosine",
@@ -223,11 +253,15 @@ def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[T
     model = build_lm(kind, cfg, len(alphabet), ffn_dim)
     ctx.log(f"{LABELS[kind]} LM seed {seed}: {model.num_parameters():,} parameters, {cfg.steps} steps of "
             f"{cfg.batch_size}x{cfg.context} characters")
-    result = fit(model, x, y, train_cfg, eval_sets={"val": (xv, yv)}, device=ctx.device,
+    curve = LearningCurve(model, xv[:curve_count], yv[:curve_count], cfg.curve_every)
+    result = fit(model, x, y, train_cfg, eval_sets={"val": (xv, yv)}, callbacks=[curve], device=ctx.device,
                  seed=ctx.seed_for("lm-train", seed), checkpoint=ctx.checkpoint_path(f"lm-{kind}-seed{seed}"),
                  progress=ctx.progress, description=f"{LABELS[kind]} LM seed {seed}")
     val_loss = result.final("val_loss")
     diverged = result.diverged or val_loss is None or not math.isfinite(val_loss)
+    if not diverged:
+        curve.points.append((result.steps, curve.measure()))
+    train_s = max(result.time_s - curve.seconds, 1e-9)  # fit's time includes the curve's evaluations
     prompt = val_ids[:min(32, len(val_ids))].view(1, -1).to(ctx.device)
     start = time.perf_counter()
     sample = model.generate(prompt, cfg.generate_chars, temperature=0.8,
@@ -238,8 +272,9 @@ def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[T
         "params": model.num_parameters(),
         "val_bpc": float("nan") if diverged else val_loss / math.log(2),
         "diverged_at": result.diverged_at,
-        "train_tokens_per_s": result.steps * cfg.batch_size * cfg.context / max(result.time_s, 1e-9),
-        "train_time_s": result.time_s,
+        "curve": np.asarray(curve.points, dtype=float).reshape(-1, 2),
+        "train_tokens_per_s": result.steps * cfg.batch_size * cfg.context / train_s,
+        "train_time_s": train_s,
         "generate_tokens_per_s": cfg.generate_chars / max(gen_s, 1e-9),
         "sample": text,
     }
@@ -541,7 +576,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         recall_curve[kind] = [(0.5 * (lo + hi - 1), float(correct[(distance >= lo) & (distance < hi)].mean()))
                               for lo, hi in bins if ((distance >= lo) & (distance < hi)).any()]
 
-    figures = [_plot_lm(ctx, lm), _plot_scaling(ctx, scale_rows), _plot_recall(ctx, recall_curve, rf, cfg)]
+    curves = {k: [r["curve"] for r in per_seed[k]] for k in MODELS}
+    figures = [_plot_lm(ctx, lm, curves), _plot_scaling(ctx, scale_rows), _plot_recall(ctx, recall_curve, rf, cfg)]
     decision = verdict(lm, ratios)
 
     chance = 1.0 / cfg.recall_values
@@ -577,6 +613,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                 "generate_tokens_per_s": lm[k]["generate_tokens_per_s"],
                 "diverged": "; ".join(lm[k]["diverged"]) or "no"} for k in MODELS]
     samples = [{"model": LABELS[k], "seed": 0, "sample": per_seed[k][0]["sample"]} for k in MODELS]
+    curve_rows = [{"model": LABELS[k], "seed": seed, "step": int(step), "val_bpc_subset": float(bpc)}
+                  for k in MODELS for seed, points in enumerate(curves[k])
+                  for step, bpc in np.asarray(points, dtype=float).reshape(-1, 2)]
     notes = [
         f"Equal budget = the same {cfg.steps} optimizer steps on the same windows for every model; the convolution "
         f"models' FFN width is {dims['lightconv']} (LightConv) and {dims['dynamicconv']} (DynamicConv) vs "
@@ -589,7 +628,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         "character-level test of the same architectures.",
     ]
     return Result(verdict=decision, summary=summary, metrics=metrics,
-                  tables={"language_model": lm_rows, "scaling": scale_rows, "speed_ratio": ratios,
+                  tables={"language_model": lm_rows, "learning_curve": curve_rows, "scaling": scale_rows, "speed_ratio": ratios,
                           "recall": recall_rows, "samples": samples},
                   figures=figures, notes=notes)
 
@@ -624,22 +663,32 @@ def _fmt_x(value: float | None) -> str:
 # -- figures -------------------------------------------------------------------------------------------------
 
 
-def _plot_lm(ctx: RunContext, lm: dict[str, dict[str, Any]]) -> str:
-    fig, ax = plots.new_figure(width=5.0, height=3.4)
+def _plot_lm(ctx: RunContext, lm: dict[str, dict[str, Any]], curves: dict[str, list[Any]]) -> str:
+    fig, (bars, lines) = plots.new_figure(1, 2, width=4.8, height=3.4)
     xs = np.arange(len(MODELS))
     means = [lm[k]["val_bpc"] for k in MODELS]
     stds = [lm[k]["val_bpc_std"] for k in MODELS]
-    ax.bar(xs, means, yerr=stds if all(math.isfinite(v) for v in stds) else None, color=[COLORS[k] for k in MODELS],
-           capsize=4)
-    ax.set_xticks(xs, [f"{LABELS[k]}\n{lm[k]['params'] / 1e6:.2f}M params" for k in MODELS])
+    bars.bar(xs, means, yerr=stds if all(math.isfinite(v) for v in stds) else None,
+             color=[COLORS[k] for k in MODELS], capsize=4)
+    bars.set_xticks(xs, [f"{LABELS[k]}\n{lm[k]['params'] / 1e6:.2f}M params" for k in MODELS], fontsize=8)
     finite = [m for m in means if math.isfinite(m)]
     if finite:
-        ax.set_ylim(min(finite) * 0.95, max(finite) * 1.03)
-        ax.axhline((1 + TOLERANCE) * lm["transformer"]["val_bpc"], color="gray", linestyle="--", linewidth=1,
-                   label=f"Transformer + {TOLERANCE:.0%}")
-        ax.legend(frameon=False, fontsize=8)
-    ax.set_ylabel("validation bits per character")
-    ax.set_title("Character-level LM, equal parameters and steps", fontsize=10)
+        bars.set_ylim(min(finite) * 0.95, max(finite) * 1.03)
+        bars.axhline((1 + TOLERANCE) * lm["transformer"]["val_bpc"], color="gray", linestyle="--", linewidth=1,
+                     label=f"Transformer + {TOLERANCE:.0%}")
+        bars.legend(frameon=False, fontsize=8)
+    bars.set_ylabel("validation bits per character")
+    bars.set_title("Final validation bpc", fontsize=10)
+    for kind in MODELS:
+        for i, points in enumerate(curves[kind]):
+            points = np.asarray(points, dtype=float).reshape(-1, 2)
+            if len(points):
+                lines.plot(points[:, 0], points[:, 1], marker="o", markersize=3, color=COLORS[kind],
+                           label=LABELS[kind] if i == 0 else None)
+    lines.set_xlabel("optimizer steps")
+    lines.set_ylabel("validation bpc (subset)")
+    lines.set_title("Learning curves, equal budget", fontsize=10)
+    lines.legend(frameon=False, fontsize=8)
     return ctx.save_figure(fig, "lm_bpc")
 
 
