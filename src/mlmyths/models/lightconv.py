@@ -21,7 +21,9 @@ Conventions (all modules take and return ``(B, T, C)``):
 
 Implementations. :func:`reference_conv` is the definition written as a plain sum over the K
 taps; the tests hold the fast paths to it (outputs and gradients). LightConv's fast path is
-one depthwise ``F.conv1d``. DynamicConv has two: ``"unfold"`` gathers the K-window of every
+one depthwise convolution (a channels-last ``conv2d`` straight on the (B, T, C) memory; on the
+CPU its kernel gradient is computed with matmuls, see :class:`_LightConvFunction`).
+DynamicConv has two: ``"unfold"`` gathers the K-window of every
 position (a strided view) and contracts it with the position's kernel (``K×`` the input's
 memory; fastest for a handful of positions, as in token-by-token decoding), and ``"band"``
 turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matrix and
@@ -61,7 +63,7 @@ from mlmyths.models.transformer import Block, LanguageModel, xavier_linear
 Method = Literal["auto", "unfold", "band"]
 
 #: DynamicConv ``method="auto"`` uses "unfold" up to this many positions, "band" beyond
-#: (forward+backward crossover measured by benchmarks/lightconv.py on 2 CPU cores).
+#: (the forward+backward crossover measured by benchmarks/lightconv.py on the CPU).
 UNFOLD_MAX_T = 4
 #: Positions per band block ``S`` of DynamicConv's "band" path (work ∝ (S+K-1)/K, matmuls larger with S).
 BAND_BLOCK = 32

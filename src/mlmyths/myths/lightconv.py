@@ -106,7 +106,7 @@ class Config:
     curve_every: int = 100  #: validation bpc every N steps for the learning curves (0: only at the end)
     curve_chars: int = 16_384  #: validation characters of each learning-curve point
     # (b) scaling
-    scaling_lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)  #: sequence lengths T measured
+    scaling_lengths: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384)  #: sequence lengths T measured
     scaling_batch: int = 1  #: sequences per timed call
     scaling_repeats: int = 3  #: timed calls per point (median)
     scaling_max_seconds: float = 4.0  #: stop growing T for a model once one call takes longer than this
@@ -330,8 +330,8 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
 def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int,
                     max_seconds: float = math.inf) -> tuple[float, float | None]:
     """Median wall time of ``fn()`` over ``repeats`` calls after a warm-up call, and the peak
-    memory of the last call (see :func:`peak_memory`). A warm-up longer than ``max_seconds``
-    is the only time taken."""
+    memory of the warm-up call (see :func:`peak_memory`). A warm-up longer than ``max_seconds``
+    is the only call, and its time is returned."""
     def timed() -> float:
         start = time.perf_counter()
         fn()
@@ -339,15 +339,11 @@ def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int,
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    first = timed()
-    if first > max_seconds or repeats < 1:
-        with peak_memory(device) as memory:
-            fn()
-        return first, memory["bytes"]
-    times = [timed() for _ in range(repeats - 1)]
     with peak_memory(device) as memory:
-        times.append(timed())
-    return statistics.median(times), memory["bytes"]
+        first = timed()
+    if first > max_seconds or repeats < 1:
+        return first, memory["bytes"]
+    return statistics.median(timed() for _ in range(repeats)), memory["bytes"]
 
 
 def sublayer(kind: str, dim: int, heads: int, kernel_size: int) -> nn.Module:
