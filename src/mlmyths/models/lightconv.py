@@ -385,6 +385,9 @@ class LightweightConv1d(_Convolution):
         return self._normalize(self.weight)
 
     def _convolve(self, x_padded: Tensor, kernel: Tensor) -> Tensor:
+        T = x_padded.shape[1] - self.kernel_size + 1
+        if T <= UNFOLD_MAX_T:  # a few positions (token-by-token decoding): the window sum beats a conv call
+            return _unfold_conv(x_padded, kernel.expand(x_padded.shape[0], T, *kernel.shape))
         return lightweight_conv(x_padded, kernel)
 
 
