@@ -64,7 +64,7 @@ Method = Literal["auto", "unfold", "band"]
 
 #: DynamicConv ``method="auto"`` uses "unfold" up to this many positions, "band" beyond
 #: (the forward+backward crossover measured by benchmarks/lightconv.py on the CPU).
-UNFOLD_MAX_T = 4
+UNFOLD_MAX_T = 8
 #: Positions per band block ``S`` of DynamicConv's "band" path (work ∝ (S+K-1)/K, matmuls larger with S).
 BAND_BLOCK = 32
 

@@ -25,6 +25,11 @@ at a cost linear in the sequence length. We test that on a laptop CPU in three p
     query and its pair, and set against the convolution stack's receptive field. This shows
     honestly where attention wins.
 
+All three LMs use the same peak learning rate, 8e-3: in a 200-step check on ``fortunes``
+(small config) the Transformer reached 3.71 / 3.69 / 3.52 / 3.45 / 3.68 bpc at 1, 2, 4, 8 and
+16 e-3, and both convolutions were at least as good at 8e-3 as at 2e-3 (LightConv 2.99 vs
+3.05, DynamicConv 2.95 vs 2.96); so the baseline is not handicapped by the learning rate.
+
 **Verdict rule** (:func:`verdict`), on the mean validation bpc over seeds:
 ``refuted`` when LightConv or DynamicConv reaches the Transformer's bpc within 2%
 (``bpc ≤ 1.02 × bpc_transformer``) with no more parameters **and** its sublayer is faster than
@@ -97,7 +102,7 @@ class Config:
     weight_dropout: float = 0.0  #: DropConnect on convolution kernels (attention: attention dropout)
     steps: int = 800  #: optimizer steps per model (the same budget for all)
     batch_size: int = 32  #: windows per step
-    lr: float = 2e-3  #: peak learning rate (AdamW, linear warm-up, cosine decay)
+    lr: float = 8e-3  #: peak learning rate (AdamW, warm-up, cosine decay); best of 1e-3…1.6e-2 for the Transformer
     warmup_steps: int = 50  #: warm-up steps
     weight_decay: float = 0.01  #: AdamW weight decay
     grad_clip: float = 1.0  #: global gradient-norm clip
@@ -502,8 +507,9 @@ def verdict(lm: dict[str, dict[str, Any]], ratios: list[dict[str, Any]]) -> Verd
             slow.append(kind)
     head = f"Transformer {bpc_tr:.3f} bpc ({tr['params']:,} params); " + "; ".join(parts)
     if winners:
-        return Verdict("refuted", f"{head}: {' and '.join(LABELS[k] for k in winners)} reach the Transformer "
-                                  f"within {TOLERANCE:.0%} at no more parameters and are faster at long T")
+        return Verdict("refuted", f"{head}: {' and '.join(LABELS[k] for k in winners)} match or beat the "
+                                  f"Transformer (within {TOLERANCE:.0%}) at no more parameters and are faster at "
+                                  "long T")
     if len(worse) == len(CONVS):
         return Verdict("supported", f"{head}: both convolutions are more than {TOLERANCE:.0%} worse than attention "
                                     "at equal parameters and training budget")
