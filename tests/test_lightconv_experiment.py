@@ -146,3 +146,12 @@ def test_smoke_run_through_the_cli(tmp_path):
     assert len(record["tables"]["recall"]) == 3
     assert all((tmp_path / "lightconv" / record["run_id"] / f).exists() for f in record["figures"])
     assert len(record["figures"]) == 3
+
+
+def test_a_corpus_too_short_for_the_context_is_a_data_error():
+    from mlmyths.errors import DataError
+
+    with pytest.raises(DataError, match=r"has 100 characters: too short for context=64"):
+        exp.char_corpus(exp.config("smoke", max_chars=100, context=64))
+    assert exp.corpus_name(exp.config("smoke", dataset="enwik8")) == "enwik8"
+    assert exp.corpus_name(exp.config("smoke")) in ("fortunes", "python-docs")

@@ -7,7 +7,8 @@ token (DynamicConv), and match or beat the Transformer in translation and langua
 at a cost linear in the sequence length. We test that on a laptop CPU in three parts:
 
 (a) **Character-level language modelling** on real English text (the Debian ``fortunes``
-    corpus offline; enwik8 at ``--scale paper``): a causal :class:`TransformerLM` vs a
+    corpus offline, or the standard library's docstrings where fortunes is not installed;
+    enwik8 at ``--scale paper``): a causal :class:`TransformerLM` vs a
     :class:`ConvLM` with LightConv vs one with DynamicConv. Same width, depth, heads,
     context, batch, steps, optimizer and schedule; the convolution models' feed-forward width
     is raised until their parameter count reaches the Transformer's from below
@@ -59,6 +60,7 @@ from torch import Tensor, nn
 
 from mlmyths import config as configs
 from mlmyths import data, plots
+from mlmyths.errors import DataError
 from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, receptive_field
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
 from mlmyths.myths import claim
@@ -87,7 +89,7 @@ MIN_FAST_T = 1024  #: speed is compared from this sequence length on
 @dataclass(frozen=True)
 class Config:
     # (a) character-level language modelling
-    dataset: str = "fortunes"  #: text corpus: fortunes (offline), enwik8 or text8 (downloaded)
+    dataset: str = "auto"  #: text corpus: auto (fortunes if installed, else python-docs), fortunes, enwik8, text8
     max_chars: int = 0  #: use only the first N characters of the corpus (0: all)
     val_fraction: float = 0.05  #: the last fraction of the text is the validation set
     val_chars: int = 65_536  #: validation characters evaluated (0: all of the validation set)
@@ -183,9 +185,15 @@ def ffn_dims(cfg: Config, vocab_size: int) -> dict[str, int]:
 # -- (a) character-level language modelling ------------------------------------------------------------
 
 
+def corpus_name(cfg: Config) -> str:
+    """The corpus ``cfg.dataset`` stands for ("auto": the Debian fortunes if installed, else the
+    standard library's docstrings, which are always there)."""
+    return data.first_available(("fortunes", "python-docs")) if cfg.dataset == "auto" else cfg.dataset
+
+
 def char_corpus(cfg: Config) -> tuple[Tensor, Tensor, list[str]]:
     """Training and validation character ids (int64) and the vocabulary (sorted characters)."""
-    text = data.load_text(cfg.dataset)
+    text = data.load_text(corpus_name(cfg))
     if cfg.max_chars:
         text = text[:cfg.max_chars]
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -193,7 +201,7 @@ def char_corpus(cfg: Config) -> tuple[Tensor, Tensor, list[str]]:
     ids = torch.from_numpy(ids.astype(np.int64))
     split = int(len(ids) * (1.0 - cfg.val_fraction))
     if split < cfg.context + 1 or len(ids) - split < cfg.context + 1:
-        raise data.DataError(f"corpus {cfg.dataset!r} has {len(ids)} characters: too short for context={cfg.context} "
+        raise DataError(f"corpus {corpus_name(cfg)!r} has {len(ids)} characters: too short for context={cfg.context} "
                              f"with val_fraction={cfg.val_fraction}; lower context or raise max_chars")
     return ids[:split], ids[split:], [chr(int(c)) for c in alphabet]
 
@@ -332,11 +340,11 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
         out["bytes"] = float(max(_rss_bytes("VmHWM") - base, 0))
 
 
-def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int,
-                    max_seconds: float = math.inf) -> tuple[float, float | None]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after a warm-up call, and the peak
-    memory of the warm-up call (see :func:`peak_memory`). A warm-up longer than ``max_seconds``
-    is the only call, and its time is returned."""
+def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int, max_seconds: float = math.inf,
+                    reduce: Callable[[list[float]], float] = statistics.median) -> tuple[float, float | None]:
+    """Wall time of ``fn()`` over ``repeats`` calls after a warm-up call (their median, or
+    ``reduce``), and the peak memory of the warm-up call (see :func:`peak_memory`). A warm-up
+    longer than ``max_seconds`` is the only call, and its time is returned."""
     def timed() -> float:
         start = time.perf_counter()
         fn()
@@ -348,7 +356,7 @@ def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int,
         first = timed()
     if first > max_seconds or repeats < 1:
         return first, memory["bytes"]
-    return statistics.median(timed() for _ in range(repeats)), memory["bytes"]
+    return reduce([timed() for _ in range(repeats)]), memory["bytes"]
 
 
 def sublayer(kind: str, dim: int, heads: int, kernel_size: int) -> nn.Module:
@@ -537,7 +545,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     corpus = char_corpus(cfg)  # DataError (exit 2) before any work when the corpus is missing
     vocab = len(corpus[2])
     dims = ffn_dims(cfg, vocab)
-    ctx.log(f"{cfg.dataset}: {len(corpus[0]):,} training / {len(corpus[1]):,} validation characters, "
+    dataset = corpus_name(cfg)
+    ctx.log(f"{dataset}: {len(corpus[0]):,} training / {len(corpus[1]):,} validation characters, "
             f"vocabulary {vocab}; FFN widths {dims}")
 
     # (a) language modelling
@@ -588,7 +597,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     speed_text = "; ".join(f"T={r['T']}: attention/LightConv {_fmt_x(r['attention/lightconv'])}, "
                            f"attention/DynamicConv {_fmt_x(r['attention/dynamicconv'])}" for r in long[-2:])
     summary = (
-        f"Character-level LM on {cfg.dataset} ({cfg.steps} steps of {cfg.batch_size}x{cfg.context} characters, "
+        f"Character-level LM on {dataset} ({cfg.steps} steps of {cfg.batch_size}x{cfg.context} characters, "
         f"{cfg.seeds} seed(s)): validation bpc Transformer {lm['transformer']['val_bpc']:.3f}, LightConv "
         f"{lm['lightconv']['val_bpc']:.3f}, DynamicConv {lm['dynamicconv']['val_bpc']:.3f} at "
         f"{lm['transformer']['params']:,} / {lm['lightconv']['params']:,} / {lm['dynamicconv']['params']:,} "
