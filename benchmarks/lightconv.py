@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
 from mlmyths.models.lightconv import (  # noqa: E402
-    BAND_BLOCK, UNFOLD_MAX_T, DynamicConv1d, LightweightConv1d, dynamic_conv,
+    BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
 )
 from mlmyths.myths.lightconv import forward_backward, time_and_memory  # noqa: E402
 
@@ -212,12 +212,14 @@ def main() -> None:
     lines += targets(rows)
 
     cross = crossover(cpu, C=256, H=8, K=31, repeats=repeats)
-    # the smallest T from which band is faster at every measured length
-    first_band = next((r["T"] for i, r in enumerate(cross)
-                       if all(c["band fwd+bwd"] < c["unfold fwd+bwd"] for c in cross[i:])), None)
+    def first_band(mode: str) -> int | None:  # the smallest T from which band is faster at every measured length
+        return next((r["T"] for i, r in enumerate(cross)
+                     if all(c[f"band {mode}"] < c[f"unfold {mode}"] for c in cross[i:])), None)
+
     lines += ["**DynamicConv unfold vs band** (CPU, B=2, C=256, H=8, K=31; ms): `method=\"auto\"` uses unfold up to "
-              f"`UNFOLD_MAX_T` = {UNFOLD_MAX_T} positions and band beyond; measured here, band is faster "
-              f"(forward+backward) from T = {first_band} on.", "",
+              f"`UNFOLD_MAX_T` = {UNFOLD_MAX_T} positions with gradients and `UNFOLD_MAX_T_INFERENCE` = "
+              f"{UNFOLD_MAX_T_INFERENCE} without, band beyond; measured here, band is faster from T = "
+              f"{first_band('fwd+bwd')} on (forward+backward) and from T = {first_band('fwd')} on (forward only).", "",
               "| T | unfold fwd+bwd | band fwd+bwd | unfold fwd | band fwd |", "|---|---|---|---|---|"]
     lines += [f"| {r['T']} | {_cell(r['unfold fwd+bwd'], 3)} | {_cell(r['band fwd+bwd'], 3)} | "
               f"{_cell(r['unfold fwd'], 3)} | {_cell(r['band fwd'], 3)} |" for r in cross] + [""]

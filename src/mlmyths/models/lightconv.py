@@ -29,8 +29,9 @@ memory; fastest for a handful of positions, as in token-by-token decoding), and 
 turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matrix and
 multiplies it with the block's input window, so all the work is batched matrix products and
 memory stays linear in T (``(S+K-1)/S`` times the input plus ``H·T·(S+K-1)`` band entries).
-``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions and "band" beyond: the
-crossover measured by ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
+``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
+:data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
+``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
 
 Incremental decoding: ``state = conv.init_state(B)`` holds the last K-1 inputs; ``y, state =
 conv.step(x_new, state)`` consumes ``(B, n, C)`` and gives exactly the outputs that the full
@@ -62,9 +63,11 @@ from mlmyths.models.transformer import Block, LanguageModel, xavier_linear
 
 Method = Literal["auto", "unfold", "band"]
 
-#: DynamicConv ``method="auto"`` uses "unfold" up to this many positions, "band" beyond
-#: (the forward+backward crossover measured by benchmarks/lightconv.py on the CPU).
+#: DynamicConv ``method="auto"`` uses "unfold" up to this many positions when gradients are
+#: needed, "band" beyond (the forward+backward crossover measured by benchmarks/lightconv.py).
 UNFOLD_MAX_T = 8
+#: The same without gradients (forward-only crossover): the unfold sum has no backward to pay for.
+UNFOLD_MAX_T_INFERENCE = 32
 #: Positions per band block ``S`` of DynamicConv's "band" path (work ∝ (S+K-1)/K, matmuls larger with S).
 BAND_BLOCK = 32
 
@@ -177,11 +180,12 @@ def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", bloc
 
     ``method``: "unfold" (K-windows as a strided view, ``K×`` memory), "band" (blocks of
     ``block_size`` positions as banded matrices, batched matmuls) or "auto" (unfold up to
-    :data:`UNFOLD_MAX_T` positions, band beyond).
+    :data:`UNFOLD_MAX_T` positions, or :data:`UNFOLD_MAX_T_INFERENCE` without gradients; band beyond).
     """
     T = kernel.shape[1]
     if method == "auto":
-        method = "unfold" if T <= UNFOLD_MAX_T else "band"
+        grad = torch.is_grad_enabled() and (x_padded.requires_grad or kernel.requires_grad)
+        method = "unfold" if T <= (UNFOLD_MAX_T if grad else UNFOLD_MAX_T_INFERENCE) else "band"
     if method == "unfold":
         return _unfold_conv(x_padded, kernel)
     if method == "band":
@@ -245,7 +249,7 @@ class _BandConvFunction(torch.autograd.Function):
         L, C = x_padded.shape[1:]
         windows, band, S, N = _band_layout(x_padded, kernel, ctx.block_size)
         W = S + K - 1
-        g = F.pad(grad_out, (0, 0, 0, N * S - T)) if N * S != T else grad_out
+        g = F.pad(grad_out, (0, 0, 0, N * S - T)) if N * S != T else grad_out.contiguous()  # not an expanded 1
         g = g.reshape(B, N, S, H, C // H).transpose(2, 3)  # (B, N, H, S, R)
         grad_x = grad_kernel = None
         if ctx.needs_input_grad[1]:
@@ -550,6 +554,7 @@ def receptive_field(kernel_sizes: tuple[int, ...]) -> int:
 
 
 __all__ = [
-    "BAND_BLOCK", "UNFOLD_MAX_T", "ConvBlock", "ConvLM", "ConvLMConfig", "ConvMixer", "DynamicConv1d",
-    "LightweightConv1d", "conv_padding", "dynamic_conv", "lightweight_conv", "receptive_field", "reference_conv",
+    "BAND_BLOCK", "UNFOLD_MAX_T", "UNFOLD_MAX_T_INFERENCE", "ConvBlock", "ConvLM", "ConvLMConfig", "ConvMixer",
+    "DynamicConv1d", "LightweightConv1d", "conv_padding", "dynamic_conv", "lightweight_conv", "receptive_field",
+    "reference_conv",
 ]

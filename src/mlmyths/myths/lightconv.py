@@ -81,7 +81,8 @@ CLAIM = claim(
 MODELS = ("transformer", "lightconv", "dynamicconv")
 CONVS = ("lightconv", "dynamicconv")
 LABELS = {"transformer": "Transformer", "lightconv": "LightConv", "dynamicconv": "DynamicConv"}
-COLORS = {"transformer": plots.COLORS["baseline"], "lightconv": plots.COLORS["ours"], "dynamicconv": plots.COLORS["alt"]}
+COLORS = {"transformer": plots.COLORS["baseline"], "lightconv": plots.COLORS["ours"],
+          "dynamicconv": plots.COLORS["alt"]}
 TOLERANCE = 0.02  #: a convolution "reaches" the Transformer when its bpc is at most 2% higher
 MIN_FAST_T = 1024  #: speed is compared from this sequence length on
 
@@ -639,7 +640,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         "character-level test of the same architectures.",
     ]
     return Result(verdict=decision, summary=summary, metrics=metrics,
-                  tables={"language_model": lm_rows, "learning_curve": curve_rows, "scaling": scale_rows, "speed_ratio": ratios,
+                  tables={"language_model": lm_rows, "learning_curve": curve_rows, "scaling": scale_rows,
+                          "speed_ratio": ratios,
                           "recall": recall_rows, "samples": samples},
                   figures=figures, notes=notes)
 
