@@ -39,6 +39,8 @@ selection has a 95% interval (over the random splits) entirely above zero.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,12 +93,13 @@ class Config:
     threshold: float = 0.04  # Thresholdout T (Dwork et al. 2015)
     sigma: float = 0.01  # Thresholdout noise rate (Dwork et al. 2015)
     budget: int = 1_000  # Thresholdout budget B per selection run
+    threads: int = 0  # torch and BLAS threads while training the zoo (0: leave as is; 1 suits tiny models)
 
 
 SCALES = {
     "smoke": Config(n_boot=200, dataset="digits", fit_size=0, analyst_size=400, holdout_size=180, repeats=6,
-                    rounds=5, attack_queries=300, epochs=4, snapshots=(2, 4), feature_widths=(256, 1024),
-                    forest_trees=(5, 20)),
+                    rounds=5, attack_queries=300, epochs=3, snapshots=(1, 3), feature_widths=(256, 1024),
+                    forest_trees=(5, 20), threads=1),
     "small": Config(),
     "paper": Config(versions=("v4", "v6"), n_boot=10_000, fit_size=0, repeats=100, rounds=20,
                     attack_queries=10_000, epochs=20, snapshots=(5, 10, 20), feature_widths=(2048, 8192),
@@ -110,6 +113,8 @@ def config(scale: str = "small", **overrides: Any) -> Config:
     if not cfg.versions or bad:
         raise ConfigError(f"config key 'versions' takes CIFAR-10.1 versions from {', '.join(cifar101.VERSIONS)}, "
                           f"got {cfg.versions!r}")
+    if cfg.budget < 1:
+        raise ConfigError(f"config key 'budget' (Thresholdout's) must be >= 1, got {cfg.budget}")
     if not 0 < cfg.drop_share <= 1:
         raise ConfigError(f"config key 'drop_share' must be in (0, 1], got {cfg.drop_share!r}")
     zoo_config(cfg)  # validates families and snapshots
@@ -173,6 +178,38 @@ def _zoo_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             "y_pool": ds.y_test.numpy(), "num_classes": ds.num_classes}
 
 
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Limit torch and BLAS to ``n`` threads inside the block (0: leave them as they are)."""
+    if n <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_zoo(cfg: Config, ctx: RunContext, d: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """Every family as one task; returns candidate names and predictions (M, analyst + pool)."""
+    zcfg = zoo_config(cfg)
+    names, preds = [], []
+    with _threads(cfg.threads):
+        for family in cfg.families:
+            out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
+                f, d["x_fit"], d["y_fit"], d["x_eval"], zcfg, seed=ctx.seed_for("zoo", f),
+                num_classes=d["num_classes"], device=ctx.device, progress=ctx.progress))
+            for name, p in out.items():
+                names.append(name)
+                preds.append(np.asarray(p, dtype=np.int64))
+    return names, np.stack(preds)
+
+
 def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
@@ -223,11 +260,11 @@ def _selection(cfg: Config, ctx: RunContext, names: list[str], preds: np.ndarray
                             "true_accuracy": 100 * results[0].true_accuracy, "gap": 100 * gap[0],
                             "gap_ci_low": 100 * gap[1], "gap_ci_high": 100 * gap[2],
                             "kept": float(np.mean([a.kept for a in results]))})
-    curves = {}
+    curves = {}  # mean over splits; a selection that stopped early keeps its last ensemble
+    pad = lambda v: list(v) + [v[-1]] * (cfg.rounds - len(v))  # noqa: E731
     for mech, traces in runs.items():
-        length = min(len(t.reported) for t in traces)
-        curves[mech] = {"reported": np.mean([t.reported[:length] for t in traces], 0),
-                        "fresh": np.mean([t.fresh[:length] for t in traces], 0)}
+        curves[mech] = {"reported": np.mean([pad(t.reported) for t in traces], 0),
+                        "fresh": np.mean([pad(t.fresh) for t in traces], 0)}
     h0, f0 = splits[0]
     table = [{"candidate": n, "family": n.split("(")[0].split("@")[0],
               "analyst_accuracy": 100 * float((pa[i] == y_a).mean()),
@@ -273,6 +310,7 @@ def _zoo_figure(ctx: RunContext, sel: dict[str, Any], dataset: str) -> str:
         ax1.plot(r, 100 * curve["reported"], "-o", ms=3, color=colors[mech], label=f"{mech}: reported")
         ax1.plot(r, 100 * curve["fresh"], ":", color=colors[mech], label=f"{mech}: fresh holdout")
     ax1.set_xlabel("greedy ensemble round")
+    ax1.xaxis.get_major_locator().set_params(integer=True)
     ax1.set_ylabel("accuracy (%)")
     ax1.set_title(f"{dataset}: selection against a reused holdout")
     ax1.legend(fontsize=6.5)
@@ -356,17 +394,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
 
     # part (b)
     d = _zoo_data(cfg, ctx)
-    zcfg = zoo_config(cfg)
-    names: list[str] = []
-    preds: list[np.ndarray] = []
-    for family in cfg.families:
-        out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
-            f, d["x_fit"], d["y_fit"], d["x_eval"], zcfg, seed=ctx.seed_for("zoo", f), num_classes=d["num_classes"],
-            device=ctx.device, progress=ctx.progress))
-        for name, p in out.items():
-            names.append(name)
-            preds.append(np.asarray(p, dtype=np.int64))
-    sel = ctx.task("selection", lambda: _selection(cfg, ctx, names, np.stack(preds), d))
+    names, preds = _train_zoo(cfg, ctx, d)
+    sel = ctx.task("selection", lambda: _selection(cfg, ctx, names, preds, d))
     tables["zoo"], tables["selection"], tables["attack"] = sel["zoo"], sel["rows"], sel["attack"]
     by = {(r["procedure"], r["mechanism"]): r for r in sel["rows"]}
     plain = by[("greedy ensemble", "plain")]
