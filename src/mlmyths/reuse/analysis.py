@@ -4,7 +4,7 @@
 available, on the original test set with its labels) and returns a :class:`ZooAnalysis`:
 per-model accuracies with Clopper-Pearson intervals, the gap and the error ratio
 (Recht et al. 2018, Table 1 and Appendix C), the linear and probit fits of new against
-original accuracy with confidence bands (Fig. 2; Recht et al. 2019, Fig. 1), rank
+original accuracy with confidence bands (Fig. 2; probit scale as in Recht et al. 2019), rank
 correlations with bootstrap intervals, and pairwise model agreement (Mania et al. 2019).
 
 Original accuracies are *computed* only from predictions plus the original labels. Without the

@@ -10,7 +10,7 @@
 - :class:`Ladder`: Blum & Hardt, "The Ladder: A Reliable Leaderboard for Machine Learning
   Competitions", ICML 2015, Algorithm 1: release a new leaderboard loss only when a submission
   beats the best so far by more than a step ``eta``, rounded to a multiple of ``eta``.
-- :class:`ParameterFreeLadder`: the same paper's parameter-free variant (Sec. 4): the step is one
+- :class:`ParameterFreeLadder`: the same paper's parameter-free variant: the step is one
   standard error of the paired loss differences against the best submission so far,
   ``s / sqrt(n)``, and the released loss is rounded to ``1/n``.
 
@@ -132,7 +132,7 @@ class Ladder:
 
 @dataclass
 class ParameterFreeLadder:
-    """Blum & Hardt (2015), the parameter-free Ladder (Sec. 4), on per-example losses.
+    """Blum & Hardt (2015), the parameter-free Ladder, on per-example losses.
 
     ``submit(losses)`` takes the submission's loss on each of the n holdout examples. It is
     accepted when its mean loss is below ``R_{t-1} - s / sqrt(n)``, where ``s`` is the sample

@@ -13,7 +13,7 @@ Two selection procedures, each run through a holdout mechanism of :mod:`mlmyths.
   each round adds the candidate whose plurality-vote ensemble scores best, and the final
   ensemble is the best-scoring prefix. Round 1 is plain model / hyperparameter selection
   (the best single candidate); later rounds are leaderboard climbing.
-- :func:`boosting_attack`: Blum & Hardt (ICML 2015), Sec. 3.2, the "boosting attack": submit
+- :func:`boosting_attack`: the "boosting attack" of Blum & Hardt (ICML 2015): submit
   k random labelings, keep those that score above chance, submit their plurality vote. It
   learns nothing about the data (true accuracy 1/C) yet climbs a plain leaderboard.
 

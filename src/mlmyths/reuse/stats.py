@@ -6,13 +6,13 @@ Everything here is a pure function of arrays:
   (Recht et al. 2018, Sec. 3.2 and Table 1: 95% Clopper-Pearson intervals).
 - :func:`linear_fit` / :func:`probit_fit`: least-squares line of new vs original accuracy with
   a pointwise confidence band for the mean response (Recht et al. 2018, Fig. 2; the ImageNet paper,
-  Recht et al. 2019, Sec. 3, fits the line in probit space, Phi^-1(accuracy)).
+  Recht et al. 2019, fits the line in probit space, Phi^-1(accuracy)).
 - :func:`kendall_tau`, :func:`spearman_rho`: rank correlations, vectorized over leading axes.
 - :func:`bootstrap_accuracies`, :func:`rank_agreement`: percentile-bootstrap intervals of the rank
   correlations, resampling test examples (the source of sampling noise in a ranking).
 - :func:`pairwise_agreement`, :func:`independent_agreement`: how often two models predict the same
   label, and what that would be if their errors were independent (Mania et al., "Model Similarity
-  Mitigates Test Set Overuse", NeurIPS 2019, Sec. 3).
+  Mitigates Test Set Overuse", NeurIPS 2019).
 
 >>> low, high = clopper_pearson(1800, 2000)       # 90% of 2,000 (Recht et al. 2018, Sec. 3.2)
 >>> round(low, 3), round(high, 3)
@@ -158,7 +158,7 @@ def linear_fit(x: ArrayLike, y: ArrayLike, alpha: float = 0.05) -> LinearFit:
 
 
 def probit_fit(x: ArrayLike, y: ArrayLike, alpha: float = 0.05) -> LinearFit:
-    """:func:`linear_fit` of ``Phi^-1(y)`` on ``Phi^-1(x)`` (Recht et al. 2019, Sec. 3 and Fig. 1).
+    """:func:`linear_fit` of ``Phi^-1(y)`` on ``Phi^-1(x)`` (the probit scale of Recht et al. 2019).
 
     Accuracies of exactly 0 or 1 are clipped to ``[1e-6, 1 - 1e-6]`` before the transform.
     """

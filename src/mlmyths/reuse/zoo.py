@@ -40,7 +40,7 @@ class ZooConfig:
     epochs: int = 6  #: training epochs of the MLPs, CNNs and softmax regression
     snapshots: tuple[int, ...] = (2, 6)  #: epochs whose predictions become candidates (<= epochs)
     batch_size: int = 128  #: minibatch size of the neural nets
-    lr: float = 1e-3  #: Adam learning rate of the neural nets
+    lr: float = 3e-3  #: Adam learning rate of the neural nets
     ridge_lambdas: tuple[float, ...] = (1e-3, 1e-1, 1e1)  #: ridge penalties, times the number of examples
     feature_widths: tuple[int, ...] = (512, 2048)  #: random ReLU feature counts
     fourier_width: int = 1024  #: random Fourier feature count
