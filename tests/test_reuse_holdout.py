@@ -8,7 +8,8 @@ import pytest
 
 from mlmyths.errors import UserError
 from mlmyths.reuse import (
-    Ladder, ParameterFreeLadder, PlainHoldout, Thresholdout, boosting_attack, greedy_selection, random_splits,
+    Ladder, ParameterFreeLadder, PlainHoldout, Thresholdout, boosting_attack, greedy_selection, random_partitions,
+    random_splits,
 )
 from mlmyths.reuse.holdout import round_to
 from mlmyths.reuse.selection import _Votes
@@ -183,6 +184,15 @@ def test_boosting_attack_climbs_a_plain_leaderboard_but_not_the_ladder():
     assert all(a.true_accuracy == 0.5 and a.reported == a.holdout for a in plain)
     with pytest.raises(UserError):
         boosting_attack(np.zeros(10, int), queries=5, num_classes=2, mechanism="thresholdout")
+
+
+def test_random_partitions_and_splits():
+    parts = random_partitions(100, (20, 30), 2, np.random.default_rng(0))
+    for a, h, f in parts:
+        assert (len(a), len(h), len(f)) == (20, 30, 50)
+        assert np.array_equal(np.sort(np.concatenate([a, h, f])), np.arange(100))
+    with pytest.raises(UserError, match="part sizes"):
+        random_partitions(100, (60, 40), 1, np.random.default_rng(0))
 
 
 def test_random_splits_partition_the_pool():

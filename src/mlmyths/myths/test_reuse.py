@@ -18,8 +18,10 @@ random forest, MLPs and CNNs of three sizes; 30-odd candidates) is trained on Fa
 at smoke scale). Its candidates are selected adaptively against a reused holdout -- best single
 model, then greedy ensemble selection (leaderboard climbing) -- through plain reuse, Thresholdout
 (Dwork et al., Science 2015; T = 0.04, sigma = 0.01) and the parameter-free Ladder (Blum & Hardt,
-ICML 2015), and scored on a fresh holdout the selection never saw, over ``repeats`` random
-holdout/fresh splits. Blum & Hardt's boosting attack shows what plain reuse allows in the worst case.
+ICML 2015), and scored on a fresh holdout the selection never saw. The analyst's own validation
+set (Thresholdout's S_t), the reused holdout and the fresh holdout are random parts of the test
+split, redrawn ``repeats`` times. Blum & Hardt's boosting attack shows what plain reuse allows in
+the worst case.
 
 **Verdict rule** (part (a), primary version = ``versions[0]``; original accuracies = ours when
 CIFAR-10's labels are available, else the paper's Table 1):
@@ -53,7 +55,9 @@ from mlmyths.errors import ConfigError
 from mlmyths.myths import claim
 from mlmyths.reuse import cifar101, zoo
 from mlmyths.reuse.analysis import analyze_zoo
-from mlmyths.reuse.selection import MECHANISMS, ThresholdoutSettings, boosting_attack, greedy_selection, random_splits
+from mlmyths.reuse.selection import (
+    MECHANISMS, ThresholdoutSettings, boosting_attack, greedy_selection, random_partitions,
+)
 from mlmyths.reuse.stats import kendall_tau
 from mlmyths.runs import Result, RunContext, Verdict
 
@@ -79,10 +83,10 @@ class Config:
     drop_share: float = 0.9  # verdict: share of models whose drop must be significant
     min_kendall_tau: float = 0.6  # verdict: lower bootstrap bound of Kendall tau for a stable ranking
     dataset: str = "auto"  # part (b): "auto" = fashion-mnist when present, else digits
-    fit_size: int = 10_000  # training images for the zoo (0: all that remain after the analyst's set)
-    analyst_size: int = 5_000  # the analyst's own validation images (Thresholdout's S_t), from the train split
-    holdout_size: int = 2_000  # reused holdout, drawn from the test split; the rest of it is the fresh holdout
-    repeats: int = 20  # random holdout/fresh splits
+    fit_size: int = 10_000  # training images for the zoo, from the train split (0: all of them)
+    analyst_size: int = 3_000  # the analyst's own validation images (Thresholdout's S_t), from the test split
+    holdout_size: int = 2_000  # reused holdout, from the test split; the rest of it is the fresh holdout
+    repeats: int = 20  # random analyst/holdout/fresh partitions of the test split
     rounds: int = 10  # greedy ensemble-selection rounds (leaderboard climbing)
     attack_queries: int = 1_000  # random submissions of the boosting attack
     families: tuple[str, ...] = zoo.FAMILIES  # model families of the zoo
@@ -97,7 +101,7 @@ class Config:
 
 
 SCALES = {
-    "smoke": Config(n_boot=200, dataset="digits", fit_size=0, analyst_size=400, holdout_size=180, repeats=6,
+    "smoke": Config(n_boot=200, dataset="digits", fit_size=0, analyst_size=120, holdout_size=120, repeats=6,
                     rounds=5, attack_queries=300, epochs=3, snapshots=(1, 3), feature_widths=(256, 1024),
                     forest_trees=(5, 20), threads=1),
     "small": Config(),
@@ -162,22 +166,16 @@ def _published(cfg: Config, ctx: RunContext, version: str, original_labels: np.n
 def _zoo_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     name = data.first_available() if cfg.dataset == "auto" else cfg.dataset
     ds = data.load(name)
-    n_train = len(ds.y_train)
-    if cfg.analyst_size < 1 or cfg.analyst_size >= n_train:
-        raise ConfigError(f"config key 'analyst_size' must be between 1 and {n_train - 1} for {name}, "
-                          f"got {cfg.analyst_size}")
-    remaining = n_train - cfg.analyst_size
-    fit_size = remaining if cfg.fit_size <= 0 else cfg.fit_size
-    if fit_size > remaining:
-        raise ConfigError(f"config key 'fit_size' is {cfg.fit_size} but {name} has only {remaining} training images "
-                          f"besides the analyst's {cfg.analyst_size}; lower it (0 uses all)")
-    if not 0 < cfg.holdout_size < len(ds.y_test):
-        raise ConfigError(f"config key 'holdout_size' must be between 1 and {len(ds.y_test) - 1} for {name}, "
-                          f"got {cfg.holdout_size}")
-    perm = torch.from_numpy(ctx.rng("zoo-split").permutation(n_train))
-    analyst, fit = perm[:cfg.analyst_size], perm[cfg.analyst_size:cfg.analyst_size + fit_size]
-    return {"name": name, "x_fit": ds.x_train[fit], "y_fit": ds.y_train[fit],
-            "x_eval": torch.cat([ds.x_train[analyst], ds.x_test]), "y_analyst": ds.y_train[analyst].numpy(),
+    n_train, n_pool = len(ds.y_train), len(ds.y_test)
+    fit_size = n_train if cfg.fit_size <= 0 else cfg.fit_size
+    if fit_size > n_train:
+        raise ConfigError(f"config key 'fit_size' is {cfg.fit_size} but {name} has {n_train} training images; "
+                          "lower it (0 uses all)")
+    if cfg.analyst_size < 1 or cfg.holdout_size < 1 or cfg.analyst_size + cfg.holdout_size >= n_pool:
+        raise ConfigError(f"config keys 'analyst_size' ({cfg.analyst_size}) and 'holdout_size' ({cfg.holdout_size}) "
+                          f"must be >= 1 and leave a fresh holdout of {name}'s {n_pool} test images; lower them")
+    fit = torch.from_numpy(np.sort(ctx.rng("zoo-fit").permutation(n_train)[:fit_size]))
+    return {"name": name, "x_fit": ds.x_train[fit], "y_fit": ds.y_train[fit], "x_pool": ds.x_test,
             "y_pool": ds.y_test.numpy(), "num_classes": ds.num_classes}
 
 
@@ -199,13 +197,13 @@ def _threads(n: int) -> Iterator[None]:
 
 
 def _train_zoo(cfg: Config, ctx: RunContext, d: dict[str, Any]) -> tuple[list[str], np.ndarray]:
-    """Every family as one task; returns candidate names and predictions (M, analyst + pool)."""
+    """Every family as one task; returns candidate names and predictions on the test pool (M, N)."""
     zcfg = zoo_config(cfg)
     names, preds = [], []
     with _threads(cfg.threads):
         for family in cfg.families:
             out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
-                f, d["x_fit"], d["y_fit"], d["x_eval"], zcfg, seed=ctx.seed_for("zoo", f),
+                f, d["x_fit"], d["y_fit"], d["x_pool"], zcfg, seed=ctx.seed_for("zoo", f),
                 num_classes=d["num_classes"], device=ctx.device, progress=ctx.progress))
             for name, p in out.items():
                 names.append(name)
@@ -223,21 +221,20 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
-def _selection(cfg: Config, ctx: RunContext, names: list[str], preds: np.ndarray, d: dict[str, Any]) -> dict[str, Any]:
-    n_a = len(d["y_analyst"])
-    pa, pool = preds[:, :n_a], preds[:, n_a:]
-    y_a, y_pool = d["y_analyst"], d["y_pool"]
-    c = d["num_classes"]
-    splits = random_splits(len(y_pool), cfg.holdout_size, cfg.repeats, ctx.rng("holdout-splits"))
+def _selection(cfg: Config, ctx: RunContext, names: list[str], pool: np.ndarray, d: dict[str, Any]) -> dict[str, Any]:
+    """Adaptive selection over ``repeats`` random (analyst, holdout, fresh) partitions of the test pool."""
+    y_pool, c = d["y_pool"], d["num_classes"]
+    parts = random_partitions(len(y_pool), (cfg.analyst_size, cfg.holdout_size), cfg.repeats,
+                              ctx.rng("holdout-splits"))
     settings = ThresholdoutSettings(cfg.threshold, cfg.sigma, cfg.budget)
     runs: dict[str, list[Any]] = {m: [] for m in MECHANISMS}
     taus, attack = [], {"plain": [], "ladder": []}
-    for r, (h, f) in enumerate(splits):
-        correct_h = (pool[:, h] == y_pool[h]).mean(1)
-        correct_f = (pool[:, f] == y_pool[f]).mean(1)
-        taus.append(float(kendall_tau(correct_h, correct_f)))
+    for r, (a, h, f) in enumerate(parts):
+        acc_h = (pool[:, h] == y_pool[h]).mean(1)
+        acc_f = (pool[:, f] == y_pool[f]).mean(1)
+        taus.append(float(kendall_tau(acc_h, acc_f)))
         for mech in MECHANISMS:
-            runs[mech].append(greedy_selection(pa, y_a, pool[:, h], y_pool[h], pool[:, f], y_pool[f],
+            runs[mech].append(greedy_selection(pool[:, a], y_pool[a], pool[:, h], y_pool[h], pool[:, f], y_pool[f],
                                                rounds=cfg.rounds, mechanism=mech, num_classes=c,
                                                thresholdout=settings, rng=ctx.rng("thresholdout", r)))
         for mech in attack:
@@ -270,9 +267,9 @@ def _selection(cfg: Config, ctx: RunContext, names: list[str], preds: np.ndarray
     for mech, traces in runs.items():
         curves[mech] = {"reported": np.mean([pad(t.reported) for t in traces], 0),
                         "fresh": np.mean([pad(t.fresh) for t in traces], 0)}
-    h0, f0 = splits[0]
+    a0, h0, f0 = parts[0]
     table = [{"candidate": n, "family": n.split("(")[0].split("@")[0],
-              "analyst_accuracy": 100 * float((pa[i] == y_a).mean()),
+              "analyst_accuracy": 100 * float((pool[i, a0] == y_pool[a0]).mean()),
               "holdout_accuracy": 100 * float((pool[i, h0] == y_pool[h0]).mean()),
               "fresh_accuracy": 100 * float((pool[i, f0] == y_pool[f0]).mean())} for i, n in enumerate(names)]
     tau = _mean_ci(taus)
@@ -367,6 +364,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     labels = None
     if cfg.published:
         data.fetch("cifar10.1")  # a missing copy is a one-line DataError before anything is computed
+    d = _zoo_data(cfg, ctx)  # so is a missing dataset or a bad split size for part (b)
+    if cfg.published:
         if cfg.use_cifar10_labels:
             labels = cifar101.cifar10_test_labels()
         if labels is None:
@@ -374,6 +373,10 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                          "so our original accuracies, gaps and error ratios are null; the column "
                          f"paper_original_accuracy holds the accuracies printed in {cifar101.PAPER_CITATION}, "
                          "and the fit, the ranks and the verdict use them.")
+        else:
+            notes.append("Original accuracies are computed from the published predictions and CIFAR-10's test labels "
+                         f"(local copy); the paper's printed values ({cifar101.PAPER_CITATION}) are shown beside them "
+                         "in paper_original_accuracy for comparison.")
         for version in cfg.versions:
             published[version] = ctx.task(f"published-{version}", lambda v=version: _published(cfg, ctx, v, labels))
             p = published[version]
@@ -399,7 +402,6 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     verdict = _verdict(cfg, published.get(primary_version), primary_version)
 
     # part (b)
-    d = _zoo_data(cfg, ctx)
     names, preds = _train_zoo(cfg, ctx, d)
     sel = ctx.task("selection", lambda: _selection(cfg, ctx, names, preds, d))
     tables["zoo"], tables["selection"], tables["attack"] = sel["zoo"], sel["rows"], sel["attack"]
@@ -410,7 +412,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         "zoo_dataset": d["name"], "zoo_candidates": len(names), "zoo_families": len(cfg.families),
         "zoo_kendall_tau_holdout_vs_fresh": sel["kendall_tau"],
         "zoo_best_single_gap_plain": by[("best single model", "plain")]["gap"],
-        "zoo_adaptivity_gap_plain": plain["gap"], "zoo_adaptivity_gap_plain_ci": [round(plain["gap_ci_low"], 4), round(plain["gap_ci_high"], 4)],
+        "zoo_adaptivity_gap_plain": plain["gap"],
+        "zoo_adaptivity_gap_plain_ci": [round(plain["gap_ci_low"], 4), round(plain["gap_ci_high"], 4)],
         "zoo_adaptivity_gap_thresholdout": by[("greedy ensemble", "thresholdout")]["gap"],
         "zoo_adaptivity_gap_ladder": by[("greedy ensemble", "ladder")]["gap"],
         "zoo_fresh_plain": plain["fresh"], "zoo_fresh_thresholdout": by[("greedy ensemble", "thresholdout")]["fresh"],
@@ -432,7 +435,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                          f"{100 * p['agreement']['independent_errors']:.1f}% if their errors were independent.")
     parts.append(
         f"From scratch ({len(names)} candidates of {len(cfg.families)} families on {d['name']}, {cfg.repeats} random "
-        f"reused/fresh holdout splits of {cfg.holdout_size}/{len(d['y_pool']) - cfg.holdout_size}): greedy selection "
+        f"analyst/reused/fresh splits of the test set, {cfg.analyst_size}/{cfg.holdout_size}/"
+        f"{len(d['y_pool']) - cfg.analyst_size - cfg.holdout_size} images): greedy selection "
         f"against the reused holdout reports {plain['reported']:.2f}% vs {plain['fresh']:.2f}% on the fresh holdout, "
         f"an adaptivity gap of {plain['gap']:.2f} points (95% CI {plain['gap_ci_low']:.2f} to {plain['gap_ci_high']:.2f}; "
         f"{'measurable' if measurable else 'not measurable'}); Thresholdout "
@@ -442,11 +446,12 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     notes += [
         "Rank intervals are percentile-bootstrap intervals over test images; resampling adds noise to both "
         "rankings, so they sit slightly below the point estimate.",
-        "Part (b) intervals are over random reused/fresh splits of one test pool (not independent samples), "
+        "Part (b) intervals are over random partitions of one test split (not independent samples), "
         "so they are approximate.",
-        "Thresholdout's training-set value is the candidate's accuracy on the analyst's own validation set (S_t), "
-        "which the selection may use freely; the boosting attack is run against the plain holdout and the Ladder "
-        "only (a random labeling has no S_t value).",
+        "Thresholdout's training-set value is the candidate's accuracy on the analyst's own validation set (S_t, "
+        "a third random part of the test split), which the selection may use freely; Thresholdout lets S_t "
+        "overfit by up to about T = 4 points before it answers from the holdout. The boosting attack runs against "
+        "the plain holdout and the Ladder only (a random labeling has no S_t value).",
     ]
     return Result(verdict=verdict, summary=" ".join(parts), metrics=metrics, tables=tables, figures=figures,
                   notes=notes)

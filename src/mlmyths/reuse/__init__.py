@@ -28,7 +28,8 @@ from mlmyths.reuse.cifar101 import (
 )
 from mlmyths.reuse.holdout import Ladder, ParameterFreeLadder, PlainHoldout, Thresholdout
 from mlmyths.reuse.selection import (
-    AttackResult, SelectionTrace, ThresholdoutSettings, boosting_attack, greedy_selection, random_splits,
+    AttackResult, SelectionTrace, ThresholdoutSettings, boosting_attack, greedy_selection, random_partitions,
+    random_splits,
 )
 from mlmyths.reuse.stats import (
     LinearFit, RankAgreement, bootstrap_accuracies, clopper_pearson, independent_agreement, kendall_tau,
@@ -40,7 +41,7 @@ __all__ = [
     "ZooAnalysis", "analyze_zoo", "PAPER_CITATION", "PAPER_ORIGINAL_ACCURACY", "PublishedPredictions",
     "cifar10_test_labels", "load_published", "read_prediction_file", "Ladder", "ParameterFreeLadder",
     "PlainHoldout", "Thresholdout", "AttackResult", "SelectionTrace", "ThresholdoutSettings", "boosting_attack",
-    "greedy_selection", "random_splits", "LinearFit", "RankAgreement", "bootstrap_accuracies", "clopper_pearson",
+    "greedy_selection", "random_partitions", "random_splits", "LinearFit", "RankAgreement", "bootstrap_accuracies", "clopper_pearson",
     "independent_agreement", "kendall_tau", "linear_fit", "pairwise_agreement", "probit_fit", "rank_agreement",
     "spearman_rho", "FAMILIES", "ZooConfig", "train_family",
 ]

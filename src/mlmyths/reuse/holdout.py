@@ -6,7 +6,8 @@
   answer with the training-set value unless it differs from the holdout value by more than a
   noisy threshold; then answer with the holdout value plus Laplace noise and spend one unit of
   budget. Threshold ``T = 0.04`` and noise rate ``sigma = 0.01`` are the values of the paper's
-  experiment.
+  experiment; the paper leaves the budget ``B`` to the analysis (it bounds how often overfitting
+  may be detected), so it is a parameter here (default 1,000) and its use is reported.
 - :class:`Ladder`: Blum & Hardt, "The Ladder: A Reliable Leaderboard for Machine Learning
   Competitions", ICML 2015, Algorithm 1: release a new leaderboard loss only when a submission
   beats the best so far by more than a step ``eta``, rounded to a multiple of ``eta``.

@@ -3,8 +3,8 @@
 A zoo of trained candidates is given by its predicted labels on three disjoint sets: the
 analyst's own validation set (``S_t`` of Dwork et al. 2015, used freely), the *holdout*
 that every selection step queries (reused), and a *fresh* holdout the selection never sees
-(the "new test set"). The holdout and the fresh set are random splits of one pool, redrawn
-for every repetition.
+(the "new test set"). All three are random parts of one pool (:func:`random_partitions`),
+redrawn for every repetition, so they come from the same distribution.
 
 Two selection procedures, each run through a holdout mechanism of :mod:`mlmyths.reuse.holdout`:
 
@@ -222,13 +222,26 @@ def boosting_attack(labels: np.ndarray, *, queries: int, num_classes: int, mecha
     return AttackResult(mechanism, reported, holdout, chance, int(keep.sum()))
 
 
-def random_splits(pool_size: int, holdout_size: int, repeats: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+def random_partitions(pool_size: int, sizes: tuple[int, ...], repeats: int,
+                      rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
+    """``repeats`` random partitions of ``range(pool_size)`` into parts of ``sizes`` plus the rest
+    (sorted index arrays, ``len(sizes) + 1`` per partition)."""
+    if any(size < 1 for size in sizes) or sum(sizes) >= pool_size:
+        raise UserError(f"part sizes {sizes} must be >= 1 and leave a non-empty rest of the pool of {pool_size} "
+                        "examples; lower them")
+    bounds = np.cumsum((0, *sizes))
+    out = []
+    for _ in range(repeats):
+        perm = rng.permutation(pool_size)
+        parts = [perm[a:b] for a, b in zip(bounds[:-1], bounds[1:])] + [perm[bounds[-1]:]]
+        out.append(tuple(np.sort(part) for part in parts))
+    return out
+
+
+def random_splits(pool_size: int, holdout_size: int, repeats: int,
+                  rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """``repeats`` random (holdout, fresh) index splits of ``range(pool_size)``."""
     if not 0 < holdout_size < pool_size:
         raise UserError(f"holdout size must be between 1 and {pool_size - 1} (the pool has {pool_size} "
                         f"examples), got {holdout_size}")
-    out = []
-    for _ in range(repeats):
-        perm = rng.permutation(pool_size)
-        out.append((np.sort(perm[:holdout_size]), np.sort(perm[holdout_size:])))
-    return out
+    return random_partitions(pool_size, (holdout_size,), repeats, rng)  # type: ignore[return-value]
