@@ -52,6 +52,7 @@ from mlmyths.tensorcalc.ir import (
     variables,
 )
 from mlmyths.tensorcalc.ir import variables as variables_of
+from mlmyths.tensorcalc.simplify import label_classes
 
 BACKENDS = ("numpy", "torch", "jax")
 DEFAULT_SIZE = 1000  # assumed size of every symbolic dimension when printing source without sizes
@@ -349,8 +350,10 @@ class _Gen:
                     pairs += [(idx[i], idx[r + i]) for i in range(r)]
                 else:
                     dense_ops.append((op, idx))
-            bs = {b for _, b in pairs}
-            reduced = [label for label in t.output if label not in bs]
+            rep = label_classes(pairs, t.output)  # labels equal on the diagonal -> representative
+            pairs = [(r, label) for label, r in rep.items() if label != r]
+            dense_ops = [(op, tuple(rep.get(label, label) for label in idx)) for op, idx in dense_ops]
+            reduced = [label for label in t.output if rep.get(label, label) == label]
             core_labels: tuple[int, ...] = ()
             core = None
             if dense_ops:
@@ -374,8 +377,8 @@ class _Gen:
             index = [":" if label in core_labels else "None" for label in reduced]
             while index and index[0] == "None":
                 index.pop(0)
-            aligned = core if all(i == ":" for i in index) else f"{core}[{', '.join(index)}]"
-            value = aligned if coef == 1.0 else f"{_lit(coef)} * {aligned}"
+            aligned = core if all(i == ":" for i in index) else f"{_paren(core)}[{', '.join(index)}]"
+            value = aligned if coef == 1.0 else f"{_lit(coef)} * {_paren(aligned)}"
         view_shape = "(" + ", ".join(self.dim(shape[pos[label]]) for label in reduced) + ("," if len(reduced) == 1 else "") + ")"
         if be.name == "jax":
             idx = []

@@ -297,7 +297,7 @@ class _Typer:
         d = [self.dims.label(x) for x in t.dims]
         what = {"scalar": "scalar", "col": f"column vector of size {d[0] if d else ''}",
                 "row": f"row vector of size {d[0] if d else ''}",
-                "mat": f"matrix of shape {'x'.join(d)}", "ten": f"tensor of shape {'x'.join(d)}"}[t.kind]
+                "mat": f"matrix of shape {' x '.join(d)}", "ten": f"tensor of shape {' x '.join(d)}"}[t.kind]
         return f"{self.src(node)} ({what})"
 
     def shape_error(self, verb: str, a: Node, b: Node, hint: str = "") -> ShapeError:

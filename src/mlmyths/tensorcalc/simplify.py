@@ -270,6 +270,11 @@ def _pattern(idx: tuple[int, ...], output: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(pos.get(label, -1) for label in idx)
 
 
+def _is_structural(node: Expr) -> bool:
+    """A delta, or a product with a delta factor."""
+    return isinstance(node, Delta) or (isinstance(node, Product) and any(isinstance(op, Delta) for op in node.operands))
+
+
 def _flatten_into(inner: Product) -> bool:
     """Whether an operand that is itself a product is inlined into the outer product."""
     if any(isinstance(op, (Delta, Const)) for op in inner.operands):
@@ -311,6 +316,11 @@ def product(operands: Sequence[Expr], indices: Sequence[Sequence[int]], output: 
             dims[label] = sizes[label]
             ones_labels.add(label)
     out_shape = tuple(dims[label] for label in output)
+    # a sum with delta terms is distributed, so that each delta is contracted by renaming
+    for k, op in enumerate(operands):
+        if isinstance(op, Lin) and len(op.terms) > 1 and any(_is_structural(t) for _, t in op.terms):
+            return lin([(c, product(operands[:k] + [t] + operands[k + 1:], indices, output, sizes))
+                        for c, t in op.terms], out_shape)
     fresh = itertools.count(max(list(dims) + [0]) + 1)
 
     coef = 1.0
@@ -380,6 +390,14 @@ def product(operands: Sequence[Expr], indices: Sequence[Sequence[int]], output: 
             continue
         i += 1
 
+    # kept pairs tie output labels into classes that are equal on the support of the
+    # delta: write each class as pairs (first label, other label) and let the other
+    # operands use the first label
+    pairs = _pairs_from_classes(pairs, output)
+    root = {b: a for a, b in pairs if a != b}
+    items = [(op, tuple(root.get(label, label) for label in idx)) for op, idx in items]
+    ones_labels = {root.get(label, label) for label in ones_labels}
+
     # ones: only what no other operand covers survives (an output label whose only
     # carrier was a contracted delta, as in d sum(x)/dx, is broadcast with ones)
     covered = {label for _, idx in items for label in idx} | {label for pair in pairs for label in pair}
@@ -433,6 +451,36 @@ def product(operands: Sequence[Expr], indices: Sequence[Sequence[int]], output: 
     ops_c, idx_c, out_c = _canonical(ops_out, idx_out, output)
     node = Product.make(tuple(ops_c), tuple(idx_c), out_c, out_shape)
     return scaled(coef, node)
+
+
+def label_classes(pairs: Sequence[tuple[int, int]], order: Sequence[int]) -> dict[int, int]:
+    """Union-find over delta pairs: label -> representative (the first in ``order``)."""
+    parent: dict[int, int] = {}
+
+    def find(label: int) -> int:
+        parent.setdefault(label, label)
+        while parent[label] != label:
+            parent[label] = parent[parent[label]]
+            label = parent[label]
+        return label
+
+    pos = {label: p for p, label in enumerate(order)}
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            if pos.get(rb, 1 << 30) < pos.get(ra, 1 << 30):
+                ra, rb = rb, ra
+            parent[rb] = ra
+    return {label: find(label) for label in list(parent)}
+
+
+def _pairs_from_classes(pairs: list[tuple[int, int]], output: tuple[int, ...]) -> list[tuple[int, int]]:
+    same = [(a, b) for a, b in pairs if a == b]
+    rep = label_classes([(a, b) for a, b in pairs if a != b], output)
+    out_pos = {label: p for p, label in enumerate(output)}
+    linked = sorted(((r, label) for label, r in rep.items() if label != r),
+                    key=lambda ab: (out_pos.get(ab[0], 1 << 30), out_pos.get(ab[1], 1 << 30)))
+    return linked + same
 
 
 def _append_structure(ops: list[Expr], idx: list[tuple[int, ...]], pairs: list[tuple[int, int]],
