@@ -11,7 +11,7 @@ from mlmyths import tensorcalc as tc
 from mlmyths.errors import UserError
 from mlmyths.tensorcalc import bench
 from mlmyths.tensorcalc.ir import Delta, Lin, Product
-from tests.conftest import run_cli
+from conftest import run_cli
 
 torch.set_default_dtype(torch.float64)
 

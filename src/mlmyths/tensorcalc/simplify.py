@@ -200,6 +200,8 @@ def _common_factor_merge(a: tuple[float, Product], b: tuple[float, Product]) -> 
     diff_b = rest_b
     if not common or not diff_a or not diff_b:
         return None
+    if any(isinstance(op, Delta) for op, _ in diff_a + diff_b):
+        return None  # a sum with delta terms would be distributed again by product()
     outside = set(ta.output) | {label for _, idx in common for label in idx}
     iface_a = {label for _, idx in diff_a for label in idx} & outside
     iface_b = {label for _, idx in diff_b for label in idx} & outside
