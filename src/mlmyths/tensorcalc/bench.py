@@ -21,6 +21,7 @@ Run one measurement from the shell (what :func:`measure_isolated` does)::
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -30,7 +31,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,8 +324,45 @@ def _import_framework(system: str) -> None:
         importlib.import_module("autograd.numpy")
 
 
+@contextlib.contextmanager
+def limit_threads(threads: int) -> Iterator[None]:
+    """At most ``threads`` threads for BLAS/OpenMP (threadpoolctl) and torch inside the block
+    (0: leave the libraries alone). JAX reads its thread count at import (see :func:`thread_env`)."""
+    if threads <= 0:
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(limits=threads))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with stack:
+            yield
+    finally:
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
+
+
 def measure(problem: str, n: int, system: str, *, repeats: int = 7, max_time: float = 2.0,
-            device: str = "cpu", seed: int = 0, check: bool = True) -> dict[str, Any]:
+            device: str = "cpu", seed: int = 0, check: bool = True, threads: int = 0) -> dict[str, Any]:
+    """Time one system's Hessian in this process (see :func:`_measure` for the fields);
+    ``threads > 0`` limits BLAS and torch threads while it runs."""
+    check_problem(problem)
+    _import_framework(system)
+    with limit_threads(threads):
+        return _measure(problem, n, system, repeats=repeats, max_time=max_time, device=device, seed=seed,
+                        check=check)
+
+
+def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float, device: str, seed: int,
+             check: bool) -> dict[str, Any]:
     """Time one system's Hessian in this process.
 
     Returns ``median_s`` (over up to ``repeats`` calls, fewer when they exceed
@@ -336,8 +374,6 @@ def measure(problem: str, n: int, system: str, *, repeats: int = 7, max_time: fl
     once the library was imported and the inputs made (the kernel's peak counter is
     reset there; None where that is not possible).
     """
-    check_problem(problem)
-    _import_framework(system)
     inputs = make_inputs(problem, n, seed)
     peak_ok = _reset_peak()
     rss0 = _rss_mb()
@@ -460,6 +496,76 @@ def _worker(spec_json: str) -> int:
         out = {"error": text}
     print(json.dumps(out), flush=True)
     return 0
+
+
+# -- a whole table -----------------------------------------------------------------------------
+
+
+def grid(problems: tuple[str, ...], sizes: tuple[int, ...], systems: tuple[str, ...],
+         run_one: Callable[[str, int, str], dict[str, Any]],
+         progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Measure every (problem, n, system) with ``run_one``, smallest n first; a system that
+    failed at some n is not run at larger n of that problem (recorded as skipped)."""
+    rows: list[dict[str, Any]] = []
+    for problem in problems:
+        check_problem(problem)
+        failed: dict[str, str] = {}
+        for n in sorted(sizes):
+            for system in systems:
+                if system in failed:
+                    rows.append({"problem": problem, "n": n, "system": system, "median_s": None,
+                                 "error": failed[system]})
+                    continue
+                if not installed(system):
+                    row = {"problem": problem, "n": n, "system": system, "median_s": None, "error": "not installed"}
+                else:
+                    row = run_one(problem, n, system)
+                rows.append(row)
+                if progress:
+                    what = row.get("error") or f"{row['median_s']:.3g} s"
+                    progress(f"{problem} n={n} {system}: {what}")
+                if row.get("error"):
+                    failed[system] = row["error"] if row["error"] == "not installed" else \
+                        f"skipped: {row['error']} at n={n}"
+    return with_ratios(rows)
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``ratio``: the system's median time over tensorcalc's at the same problem and n
+    (> 1: tensorcalc is faster)."""
+    base = {(r["problem"], r["n"]): r.get("median_s") for r in rows if r["system"] == "tensorcalc"}
+    out = []
+    for r in rows:
+        t, b = r.get("median_s"), base.get((r["problem"], r["n"]))
+        out.append({**r, "ratio": (t / b) if t and b else None})
+    return out
+
+
+def failed(row: dict[str, Any]) -> bool:
+    """Ran but did not finish (out of memory, timeout, crash, skipped after one): not 'not installed'."""
+    return bool(row.get("error")) and row["error"] != "not installed"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The benchmark table: problem, n, system, median time, ratio to tensorcalc, set-up and first
+    call, peak memory above the inputs, output size, failure reason."""
+    head = ("| problem | n | system | median time | ratio to tensorcalc | set-up + first call | peak memory | "
+            "output | failure |")
+    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+
+    def t(v: Any) -> str:
+        if v is None:
+            return "—"
+        return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
+
+    for r in rows:
+        setup = None if r.get("setup_s") is None else r["setup_s"] + (r.get("first_call_s") or 0.0)
+        ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.3g}x"
+        mem = "—" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f} MB"
+        out = "—" if r.get("output_mb") is None else f"{r['output_mb']:.3g} MB"
+        lines.append(f"| {r['problem']} | {r['n']} | {r['system']} | {t(r.get('median_s'))} | {ratio} | "
+                     f"{t(setup)} | {mem} | {out} | {r.get('error') or ''} |")
+    return "\n".join(lines) + "\n"
 
 
 # -- expression sizes ---------------------------------------------------------------------------

@@ -693,13 +693,15 @@ class Compiled:
                 raise UserError(f"{self.name}() takes {len(self.param_names)} inputs "
                                 f"({', '.join(self.param_names)}), got {len(args)}")
             kwargs = {**dict(zip(self.param_names, args)), **kwargs}
-        try:
+        try:  # the hot path: arrays by name, one dict lookup by their shapes
             values = [kwargs[p] for p in self.param_names]
+            key = tuple([v.shape for v in values])
         except KeyError:
             missing = [p for p in self.param_names if p not in kwargs]
             raise UserError(f"missing input(s) {', '.join(missing)}; this expression takes "
                             f"{', '.join(self.param_names)}") from None
-        key = tuple([getattr(v, "shape", v) for v in values])
+        except AttributeError:  # dimension arguments (ints) or array-likes without a shape
+            key = tuple([getattr(v, "shape", v) for v in values])
         fn = self._cache.get(key)
         if fn is None:
             with self._lock:
