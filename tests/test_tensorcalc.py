@@ -417,3 +417,46 @@ def test_cli_derive_malformed_expression_is_one_line_exit_2():
     assert r.stderr.count("\n") == 1 and "column 6" in r.stderr and "expected an operand" in r.stderr
     r = run_cli("derive", "A*x", "--wrt", "x", "--var", "A=n,m", "--var", "x=k")
     assert r.returncode == 2 and "cannot multiply A" in r.stderr and r.stderr.count("\n") == 1
+
+
+# -- tensors of any order and the operator API ------------------------------------------------
+
+
+def test_tensor_variables_and_einsum():
+    T = tc.tensor("T", ("n", "m", "k"))
+    w = tc.vector("w", "k")
+    f = tc.sum(tc.einsum("ijk,k->ij", T, w) ** 2)
+    H = tc.hessian(f, "T")
+    assert H.shape == ("n", "m", "k") * 2
+    rng = np.random.default_rng(5)
+    Tv, wv = rng.standard_normal((2, 3, 2)), rng.standard_normal(2)
+    ref = torch.func.hessian(lambda t: torch.sum(torch.einsum("ijk,k->ij", t, torch.tensor(wv)) ** 2))(
+        torch.tensor(Tv)).numpy()
+    np.testing.assert_allclose(tc.compile(H, variables=f)(T=Tv, w=wv), ref, rtol=1e-12, atol=1e-12)
+    assert tc.hessian(f, "T") is tc.derivative(f, "T", order=2)
+    g = tc.derivative(tc.einsum("ijk,k->ij", T, w), "w")  # a Jacobian of a matrix w.r.t. a vector is T itself
+    assert g is T
+    with pytest.raises(tc.ShapeError, match="einsum index 'k' has size k in T"):
+        tc.einsum("ijk,k->ij", T, tc.vector("v", "n"))
+    with pytest.raises(UserError, match="explicit output"):
+        tc.einsum("ijk,k", T, w)
+
+
+def test_operator_api_matches_parser():
+    x, y, A = tc.vector("x"), tc.vector("y"), tc.matrix("A")
+    assert x @ A @ y + 2 * tc.exp(x) @ y is tc.parse("x'*A*y + 2*exp(x)'*y", x="vector", y="vector", A="matrix")
+    assert (x / 2 - y ** 2).shape == ("n",)
+    assert tc.norm2(x) is tc.parse("norm2(x)")
+    assert tc.diag(tc.diag(A)) is tc.parse("diag(diag(A))")
+    B = tc.matrix("A", "n", "m")  # tr(A*A') does not make A square
+    assert tc.trace(B @ B.T) is tc.parse("tr(A*A')")
+    with pytest.raises(UserError, match="constant number"):
+        x ** y
+
+
+def test_closed_forms_in_torch_match_numpy():
+    for problem in bench.PROBLEMS:
+        inputs = bench.make_inputs(problem, 6)
+        ref = bench.closed_form(problem, inputs)
+        got = bench.closed_form(problem, {k: torch.tensor(v) for k, v in inputs.items()}, torch)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)

@@ -11,7 +11,7 @@ once is printed once, as ``t0`` in a ``where`` list.
 >>> from mlmyths import tensorcalc as tc
 >>> f = tc.parse("sum(log(exp(-y.*(X*w)) + 1))", X="matrix", w="vector", y="vector")
 >>> print(tc.to_string(tc.hessian(f, "w")))  # doctest: +NORMALIZE_WHITESPACE
-X'*diag(t0.*(t0 + 1).^-2.*y.^2)*X
+-X'*diag(t0.*(-(t0 + 1).^-1 + t0.*(t0 + 1).^-2).*y.^2)*X
   where
     t0 = exp(-(X*w).*y)
 """
