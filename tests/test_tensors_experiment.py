@@ -69,7 +69,9 @@ def test_verdict_refuted_when_two_problems_won_and_failures_count_as_beaten():
     })
     v, metrics, per = tensors.verdict(rows, bench.PROBLEMS, 10.0, FRAMEWORKS)
     assert v.outcome == "refuted"
-    assert "jax 20x slower" in v.reason and "logistic n=1000: jax 2x slower" in v.reason
+    assert "every framework failed: jax (out of memory (cap 4 GB))" not in v.reason
+    assert "quadratic n=1000: fastest framework jax 20x slower" in v.reason
+    assert "logistic n=1000: fastest framework jax 2x slower" in v.reason
     assert metrics["problems_won"] == 2 and metrics["factorization_min_framework_ratio"] == pytest.approx(20.0)
     assert [p["outcome"] for p in per] == ["won", "neither", "won"]
 
@@ -149,3 +151,16 @@ def test_configs():
     with pytest.raises(ConfigError, match="unknown config key"):
         tensors.config("small", size="10")
     assert math.isfinite(tensors.config("smoke").win_factor)
+
+
+def test_verdict_counts_failures_as_beaten_but_not_unavailable_systems():
+    rows = _rows({
+        "quadratic": {"tensorcalc": 0.001, "jax": 0.05, "torch.func": "not available: no GPU backend"},
+        "logistic": {"tensorcalc": 0.01, "jax": 0.2, "torch.func": "not available: no GPU backend"},
+        "factorization": {"tensorcalc": 0.05, "jax": "out of memory (cap 4 GB)", "torch.func": "timeout after 9 s"},
+    })
+    v, metrics, per = tensors.verdict(rows, bench.PROBLEMS, 10.0, FRAMEWORKS)
+    assert v.outcome == "refuted" and metrics["problems_won"] == 3
+    assert "every framework failed: jax (out of memory (cap 4 GB)), torch.func (timeout after 9 s)" in v.reason
+    assert per[0]["fastest_framework"] == "jax" and per[0]["its_ratio"] == pytest.approx(50.0)
+    assert not bench.failed(rows[2]) and bench.unavailable(rows[2])

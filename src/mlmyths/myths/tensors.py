@@ -119,6 +119,8 @@ def _measure(cfg: Config, device: str, problem: str, n: int, system: str) -> dic
                              threads=cfg.threads)
     except MemoryError:
         return {"problem": problem, "n": n, "system": system, "median_s": None, "error": "out of memory"}
+    except bench.Unavailable as exc:
+        return {"problem": problem, "n": n, "system": system, "median_s": None, "error": str(exc)}
     except Exception as exc:  # a framework's failure is a result of the comparison
         return {"problem": problem, "n": n, "system": system, "median_s": None,
                 "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
@@ -147,11 +149,16 @@ def verdict(rows: list[dict[str, Any]], problems: tuple[str, ...], win_factor: f
             correct = False
         at_n = {r["system"]: r for r in rows if r["problem"] == problem and r["n"] == n}
         ratios: dict[str, float] = {}
+        failures: dict[str, str] = {}
         for system in installed:
             r = at_n.get(system)
-            if r is None:
+            if r is None or bench.unavailable(r):
                 continue
-            ratios[system] = math.inf if bench.failed(r) else r["ratio"]
+            if bench.failed(r) or r.get("ratio") is None:
+                ratios[system] = math.inf
+                failures[system] = str(r.get("error") or "no time")
+            else:
+                ratios[system] = r["ratio"]
         closed = at_n.get("closed-form", {}).get("ratio")
         if ratios:
             best_system = min(ratios, key=lambda s: ratios[s])
@@ -163,6 +170,7 @@ def verdict(rows: list[dict[str, Any]], problems: tuple[str, ...], win_factor: f
         lost += outcome == "lost"
         per_problem.append({"problem": problem, "n": n, "tensorcalc_s": tc_row["median_s"],
                             "fastest_framework": best_system, "its_ratio": best,
+                            "failed_frameworks": ", ".join(f"{k} ({v})" for k, v in failures.items()) or None,
                             "closed_form_over_tensorcalc": closed, "outcome": outcome})
         metrics[f"{problem}_n"] = n
         metrics[f"{problem}_tensorcalc_s"] = tc_row["median_s"]
@@ -171,12 +179,7 @@ def verdict(rows: list[dict[str, Any]], problems: tuple[str, ...], win_factor: f
     metrics["problems_won"] = won
     metrics["problems_lost"] = lost
     metrics["frameworks_installed"] = len(installed)
-    quoted = "; ".join(
-        f"{p['problem']} n={p['n']}: " + (
-            "tensorcalc failed" if p.get("n") is None else
-            f"{p['fastest_framework']} {_ratio_text(p['its_ratio'])} slower" if p.get("fastest_framework") else
-            "no framework")
-        for p in per_problem)
+    quoted = "; ".join(f"{p['problem']} n={p['n']}: {_fastest_text(p)}" for p in per_problem)
     if not installed:
         return Verdict("inconclusive", "no framework (jax, torch, autograd, tensorflow) is installed to compare "
                                        "with; install mlmyths[bench]"), metrics, per_problem
@@ -185,7 +188,7 @@ def verdict(rows: list[dict[str, Any]], problems: tuple[str, ...], win_factor: f
             per_problem
     if won >= 2:
         return Verdict("refuted", f"tensorcalc's Hessians beat every installed framework by >= {win_factor:g}x on "
-                                  f"{won} of {len(problems)} problems (fastest framework per problem: {quoted})"), \
+                                  f"{won} of {len(problems)} problems ({quoted})"), \
             metrics, per_problem
     if lost >= 2:
         return Verdict("supported", f"a framework was as fast as tensorcalc on {lost} of {len(problems)} problems "
@@ -194,12 +197,15 @@ def verdict(rows: list[dict[str, Any]], problems: tuple[str, ...], win_factor: f
                                    f"{win_factor:g}x threshold ({quoted})"), metrics, per_problem
 
 
-def _ratio_text(r: float | None) -> str:
-    if r is None:
-        return "?"
-    if math.isinf(r):
-        return "failed, i.e. infinitely"
-    return f"{r:.3g}x"
+def _fastest_text(p: dict[str, Any]) -> str:
+    """``jax 12.3x slower`` or ``every framework failed (...)``, for reasons and summaries."""
+    if p.get("n") is None:
+        return "tensorcalc failed"
+    if not p.get("fastest_framework"):
+        return "no framework to compare"
+    if math.isinf(p["its_ratio"]):
+        return f"every framework failed: {p['failed_frameworks']}"
+    return f"fastest framework {p['fastest_framework']} {p['its_ratio']:.3g}x slower"
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:
@@ -252,8 +258,7 @@ def _summary(per_problem: list[dict[str, Any]], sizes: list[dict[str, Any]], cfg
         parts.append(
             f"{p['problem']} (n = {p['n']}): tensorcalc {p['tensorcalc_s'] * 1e3:.3g} ms"
             + (f", {1 / closed:.2f}x the hand-written closed form" if closed else "")
-            + (f"; fastest framework {p['fastest_framework']} {_ratio_text(p['its_ratio'])} slower."
-               if p.get("fastest_framework") else "."))
+            + f"; {_fastest_text(p)}.")
     by = {(r["problem"], r["system"], r["mode"]): r["operations"] for r in sizes}
     for problem in cfg.problems:
         tcm = [by.get((problem, "tensorcalc", m)) for m in ("forward", "reverse")]
@@ -289,6 +294,12 @@ def _time_figure(ctx: RunContext, rows: list[dict[str, Any]], cfg: Config) -> st
                 ax.plot([], [], color=color, label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        top = ax.get_ylim()[1]
+        for k, system in enumerate(cfg.systems):  # x at the top: failed (out of memory or time)
+            fails = [r["n"] for r in rows if r["problem"] == problem and r["system"] == system and bench.failed(r)]
+            if fails:
+                ax.scatter(fails, [top] * len(fails), marker="x", color=plots.CYCLE[k % len(plots.CYCLE)],
+                           clip_on=False, zorder=3)
         ax.set_title(bench.PROBLEM_SPECS[problem].title, fontsize=9)
         ax.set_xlabel("n")
         ax.set_ylabel("median time of one Hessian (s)")

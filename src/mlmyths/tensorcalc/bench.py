@@ -77,6 +77,13 @@ PROBLEM_SPECS = {
 }
 
 
+class Unavailable(UserError):
+    """The system exists but cannot run this measurement here (e.g. a CPU-only library on CUDA)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"not available: {why}")
+
+
 def installed(system: str) -> bool:
     """Whether the system's library can be imported (checked without importing it)."""
     if system not in _MODULE:
@@ -222,6 +229,8 @@ def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str 
     if system == "jax":
         import jax
 
+        if cuda and jax.default_backend() != "gpu":
+            raise Unavailable("this jax has no GPU backend")
         jax.config.update("jax_enable_x64", not cuda)
         import jax.numpy as jnp
 
@@ -237,7 +246,7 @@ def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str 
         return (lambda: jax.block_until_ready(hess(point, others))), no_sync  # jax dispatches asynchronously
     if system == "autograd":
         if cuda:
-            raise UserError("HIPS autograd runs on the CPU only")
+            raise Unavailable("HIPS autograd runs on the CPU only")
         import autograd
         import autograd.numpy as anp
 
@@ -247,6 +256,8 @@ def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str 
     if system == "tensorflow":
         import tensorflow as tf
 
+        if cuda and not tf.config.list_physical_devices("GPU"):
+            raise Unavailable("this TensorFlow has no GPU support")
         dtype = tf.float32 if cuda else tf.float64
         data = {k: tf.constant(v, dtype=dtype) for k, v in inputs.items()}
         ft = _tf_function(problem, data, tf)
@@ -487,6 +498,8 @@ def _worker(spec_json: str) -> int:
                       seed=int(spec.get("seed", 0)))
     except MemoryError:
         out = {"error": "MemoryError"}
+    except Unavailable as exc:
+        out = {"error": str(exc)}
     except ImportError as exc:
         out = {"error": f"not installed ({exc.name})"}
     except Exception as exc:  # a framework failure is a result of the benchmark, reported as such
@@ -525,8 +538,7 @@ def grid(problems: tuple[str, ...], sizes: tuple[int, ...], systems: tuple[str, 
                     what = row.get("error") or f"{row['median_s']:.3g} s"
                     progress(f"{problem} n={n} {system}: {what}")
                 if row.get("error"):
-                    failed[system] = row["error"] if row["error"] == "not installed" else \
-                        f"skipped: {row['error']} at n={n}"
+                    failed[system] = row["error"] if unavailable(row) else f"skipped: {row['error']} at n={n}"
     return with_ratios(rows)
 
 
@@ -541,9 +553,14 @@ def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def unavailable(row: dict[str, Any]) -> bool:
+    """Not installed, or not able to run here (not a failure of the system)."""
+    return str(row.get("error") or "").startswith(("not installed", "not available"))
+
+
 def failed(row: dict[str, Any]) -> bool:
-    """Ran but did not finish (out of memory, timeout, crash, skipped after one): not 'not installed'."""
-    return bool(row.get("error")) and row["error"] != "not installed"
+    """Ran but did not finish (out of memory, timeout, crash, skipped after one)."""
+    return bool(row.get("error")) and not unavailable(row) and not str(row["error"]).startswith("skipped: not ")
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

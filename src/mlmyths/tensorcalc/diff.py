@@ -20,7 +20,7 @@ Elementwise functions multiply by their elementwise derivative over shared label
 >>> from mlmyths import tensorcalc as tc
 >>> f = tc.parse("x'*A*x", x="vector", A="matrix")
 >>> tc.to_string(tc.derivative(f, "x"))
-"A*x + A'*x"
+"(A + A')*x"
 """
 from __future__ import annotations
 

@@ -322,7 +322,7 @@ class _Typer:
                  "matrix": _Type("mat", [self.dims.new(), self.dims.new()])}[kind]
         else:
             try:
-                names = [check_dim(d) for d in kind]
+                names = [check_dim(int(d) if isinstance(d, str) and d.isdigit() else d) for d in kind]
             except TypeError:
                 raise UserError(f"variable {name!r}: kind must be one of {', '.join(KINDS)} or a tuple of "
                                 f"dimension names, got {kind!r}") from None

@@ -139,11 +139,10 @@ _HOLE = "\x00hole"
 def _template_key(ops: Sequence[Any], indices: Sequence[tuple[int, ...]], output: tuple[int, ...]) -> bytes:
     """Digest of a product structure in which one operand is a hole (given by its shape)."""
     ops_idx = sorted(zip(ops, indices), key=lambda oi: (_op_key(oi[0]), _pattern(oi[1], output)))
-    relabel = {label: p for p, label in enumerate(output)}
-    counter = itertools.count(len(output))
+    relabel = _relabeling(output, [idx for _, idx in ops_idx])
     parts = []
     for op, idx in ops_idx:
-        parts.append((_op_key(op), tuple(relabel.setdefault(label, next(counter)) for label in idx)))
+        parts.append((_op_key(op), tuple(relabel[label] for label in idx)))
     return hashlib.blake2b(repr((parts, len(output))).encode(), digest_size=16).digest()
 
 
@@ -500,16 +499,25 @@ def _append_structure(ops: list[Expr], idx: list[tuple[int, ...]], pairs: list[t
         idx.append(tuple(ones_left))
 
 
+def _relabeling(output: Sequence[int], indices: Sequence[Sequence[int]]) -> dict[int, int]:
+    """Output labels -> 0..r-1, the other labels -> r, r+1, ... in order of first appearance."""
+    relabel = {label: p for p, label in enumerate(output)}
+    for idx in indices:
+        for label in idx:
+            if label not in relabel:
+                relabel[label] = len(relabel)
+    return relabel
+
+
 def _canonical(ops: list[Expr], indices: list[tuple[int, ...]], output: tuple[int, ...]
                ) -> tuple[list[Expr], list[tuple[int, ...]], tuple[int, ...]]:
     """Sort operands by structure and relabel: output labels 0..r-1, then first appearance."""
     order = sorted(range(len(ops)), key=lambda k: (ops[k].key, _pattern(indices[k], output)))
-    relabel = {label: p for p, label in enumerate(output)}
-    counter = itertools.count(len(output))
+    relabel = _relabeling(output, [indices[k] for k in order])
     new_ops, new_idx = [], []
     for k in order:
         new_ops.append(ops[k])
-        new_idx.append(tuple(relabel.setdefault(label, next(counter)) for label in indices[k]))
+        new_idx.append(tuple(relabel[label] for label in indices[k]))
     return new_ops, new_idx, tuple(range(len(output)))
 
 
