@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "tensors.md")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    p.add_argument("--no-sizes", action="store_true", help="skip the expression-size table")
     args = p.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
     problems = tuple(args.problems.split(","))
@@ -100,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         bench.markdown_table(rows),
     ]
+    if not args.no_sizes:
+        sizes = [r for problem in problems for r in bench.expression_sizes(problem)]
+        lines += ["", "Operations in each system's Hessian (forward = forward over forward, reverse = reverse over "
+                  "reverse, mixed = forward over reverse as in jax.hessian / torch.func.hessian): tensorcalc DAG "
+                  "nodes, jaxpr equations, torch.fx call nodes (make_fx).", "",
+                  "| problem | system | forward | reverse | mixed |", "|---|---|---:|---:|---:|"]
+        for problem in problems:
+            for system in dict.fromkeys(r["system"] for r in sizes if r["problem"] == problem):
+                ops = {r["mode"]: r["operations"] for r in sizes if r["problem"] == problem and r["system"] == system}
+                lines.append(f"| {problem} | {system} | {ops['forward']} | {ops['reverse']} | {ops['mixed']} |")
+        lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
