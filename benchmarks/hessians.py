@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "tensors.md")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     p.add_argument("--no-sizes", action="store_true", help="skip the expression-size table")
+    p.add_argument("--note", default="", help="a caveat printed under the command (e.g. 'machine loaded')")
     args = p.parse_args(argv)
     sizes = tuple(int(s) for s in args.sizes.split(","))
     problems = tuple(args.problems.split(","))
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`{cmd}` ({_dt.date.today().isoformat()}, {took / 60:.1f} min). Machine: {machine()}. {versions()}.",
         "",
+        *([f"**Note:** {args.note}", ""] if args.note else []),
         f"Device {args.device} ({'float64' if args.device == 'cpu' else 'float32'}); each measurement in its own "
         f"process capped at {args.mem_gb:g} GiB of address space and {args.timeout:g} s; threads per library: "
         f"{args.threads or 'library default'}. Median of up to {args.repeats} calls (at most {args.max_time:g} s); "
