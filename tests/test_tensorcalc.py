@@ -452,6 +452,9 @@ def test_operator_api_matches_parser():
     assert tc.trace(B @ B.T) is tc.parse("tr(A*A')")
     with pytest.raises(UserError, match="constant number"):
         x ** y
+    assert np.float64(2.0) * x is 2 * x  # numpy scalars defer to the expression's operators
+    with pytest.raises(UserError, match="expected a tensorcalc expression or a number"):
+        x + np.ones(3)
 
 
 def test_closed_forms_in_torch_match_numpy():

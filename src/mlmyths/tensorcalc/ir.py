@@ -93,6 +93,7 @@ class Expr:
     """
 
     __slots__ = ("shape", "digest", "free_vars", "__weakref__")
+    __array_ufunc__ = None  # numpy scalars and arrays defer to our operators (np.float64(2) * x)
     kind: ClassVar[str] = "expr"
     shape: Shape
     digest: bytes
