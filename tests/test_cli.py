@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -113,6 +112,6 @@ def test_data_commands(tmp_path):
     proc = run_cli("data", "where", "digits")
     assert proc.returncode == 0 and "scikit-learn" in proc.stdout
     proc = run_cli("data", "where", "mnist", env={"MLMYTHS_DATA": str(tmp_path)})
-    assert proc.returncode == 2 and f"put train-images-idx3-ubyte.gz" in proc.stderr
+    assert proc.returncode == 2 and "put train-images-idx3-ubyte.gz" in proc.stderr
     proc = run_cli("data", "fetch", "mnist")
     assert proc.returncode == 2 and "MLMYTHS_OFFLINE is set" in proc.stderr

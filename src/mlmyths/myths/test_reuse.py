@@ -41,8 +41,6 @@ selection has a 95% interval (over the random splits) entirely above zero.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +49,7 @@ import torch
 
 from mlmyths import config as configs
 from mlmyths import data, plots
+from mlmyths.env import limit_threads
 from mlmyths.errors import ConfigError
 from mlmyths.myths import claim
 from mlmyths.reuse import cifar101, zoo
@@ -179,28 +178,11 @@ def _zoo_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
             "y_pool": ds.y_test.numpy(), "num_classes": ds.num_classes}
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Limit torch and BLAS to ``n`` threads inside the block (0: leave them as they are)."""
-    if n <= 0:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train_zoo(cfg: Config, ctx: RunContext, d: dict[str, Any]) -> tuple[list[str], np.ndarray]:
     """Every family as one task; returns candidate names and predictions on the test pool (M, N)."""
     zcfg = zoo_config(cfg)
     names, preds = [], []
-    with _threads(cfg.threads):
+    with limit_threads(cfg.threads):
         for family in cfg.families:
             out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
                 f, d["x_fit"], d["y_fit"], d["x_pool"], zcfg, seed=ctx.seed_for("zoo", f),

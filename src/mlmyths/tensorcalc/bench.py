@@ -21,7 +21,6 @@ Run one measurement from the shell (what :func:`measure_isolated` does)::
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import math
@@ -31,13 +30,14 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlmyths.env import limit_threads
 from mlmyths.errors import UserError
 
 PROBLEMS = ("quadratic", "logistic", "factorization")
@@ -333,32 +333,6 @@ def _import_framework(system: str) -> None:
         importlib.import_module("torch.func")
     if system == "autograd":
         importlib.import_module("autograd.numpy")
-
-
-@contextlib.contextmanager
-def limit_threads(threads: int) -> Iterator[None]:
-    """At most ``threads`` threads for BLAS/OpenMP (threadpoolctl) and torch inside the block
-    (0: leave the libraries alone). JAX reads its thread count at import (see :func:`thread_env`)."""
-    if threads <= 0:
-        yield
-        return
-    stack = contextlib.ExitStack()
-    try:
-        from threadpoolctl import threadpool_limits
-
-        stack.enter_context(threadpool_limits(limits=threads))
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(threads)
-    try:
-        with stack:
-            yield
-    finally:
-        if torch is not None and before is not None:
-            torch.set_num_threads(before)
 
 
 def measure(problem: str, n: int, system: str, *, repeats: int = 7, max_time: float = 2.0,
