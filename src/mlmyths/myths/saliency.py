@@ -78,32 +78,33 @@ ROBUST_ABOVE = 0.6  #: top-k intersection random perturbations must keep for an 
 class Config:
     dataset: str = "auto"  # "auto": fashion-mnist when present, else digits; or digits/mnist/fashion-mnist/cifar10
     width: float = 0.5  # SmallCNN width multiplier (1.0: conv 20 -> conv 50 -> fc 500)
-    epochs: int = 3  # training epochs
+    epochs: int = 5  # training epochs
     batch_size: int = 128  # training minibatch size
-    train_subset: int = 20000  # train on this many training images (0: all)
+    train_subset: int = 0  # train on this many training images (0: all)
     lr: float = 0.05  # SGD learning rate (cosine schedule, momentum 0.9)
     images: int = 48  # correctly classified test images to attack
     methods: tuple[str, ...] = ("gradient", "integrated_gradients", "deeplift")  # attribution methods
     attacks: tuple[str, ...] = ("topk", "mass_center")  # attacks besides the random baseline
-    epsilons: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255)  # L-infinity radii, pixel range [0, 1]
+    epsilons: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)  # L-infinity radii, pixel range [0, 1]
     steps: int = 40  # attack iterations (the paper's notebooks: 300)
-    step_fraction: float = 0.125  # step size as a fraction of epsilon (the paper's code: 0.5 / 8)
+    step_fraction: float = 0.125  # step size as a fraction of epsilon (used when step_255 is 0)
+    step_255: float = 0.0  # fixed step size on the 0-255 scale (the paper: 0.5 at every epsilon); 0: step_fraction
     k: int = 16  # top-k size (about 2% of the pixels, as the paper's 1000 of 227 x 227)
     surrogate_beta: float = 10.0  # softplus beta of the copy that gives the attack direction
     smooth_beta: float = 3.0  # beta of the smoothed explanation (Dombrowski et al. defence); 0: skip
     ig_steps: int = 8  # integration points of integrated gradients
     ig_rule: str = "gausslegendre"  # quadrature of integrated gradients
+    baseline: str = "mean"  # reference of IG and DeepLIFT: "mean" (pixel-wise mean training image, the paper's) or "black"
     targeted: bool = True  # run the targeted attack (simple gradient, largest epsilon)
     sensitivity_samples: int = 10  # draws of Captum-style max-sensitivity (radius: smallest epsilon); 0: skip
     figure_images: int = 4  # rows of the image / saliency / perturbed grid
 
 
 SCALES = {
-    "smoke": Config(dataset="digits", epochs=8, batch_size=32, train_subset=0, images=16,
+    "smoke": Config(dataset="digits", epochs=8, batch_size=32, images=16,
                     epsilons=(0.06, 0.12), steps=12, k=4, ig_steps=4, sensitivity_samples=4),
     "small": Config(),
-    "paper": Config(dataset="cifar10", width=1.0, epochs=30, train_subset=0, lr=0.05, images=100,
-                    epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255), steps=300, step_fraction=1 / 16, k=20,
+    "paper": Config(dataset="cifar10", width=1.0, epochs=30, images=100, steps=300, step_255=0.5, k=20,
                     ig_steps=100, ig_rule="riemann_right", figure_images=6),
 }
 
@@ -125,6 +126,10 @@ def _validate(cfg: Config) -> None:
                           f"the 'targeted' flag), got {cfg.attacks!r}")
     if not cfg.epsilons or any(not 0 < e <= 1 for e in cfg.epsilons):
         raise ConfigError(f"config key 'epsilons' must be radii in (0, 1] (pixel range [0, 1]), got {cfg.epsilons!r}")
+    if cfg.baseline not in ("mean", "black"):
+        raise ConfigError(f"config key 'baseline' must be 'mean' or 'black', got {cfg.baseline!r}")
+    if cfg.step_255 < 0:
+        raise ConfigError(f"config key 'step_255' must be >= 0 (0: use step_fraction), got {cfg.step_255}")
     if cfg.ig_rule not in INTEGRATION_RULES:
         raise ConfigError(f"config key 'ig_rule' must be one of {', '.join(INTEGRATION_RULES)}, got {cfg.ig_rule!r}")
     for key in ("images", "steps", "k", "ig_steps", "batch_size"):
@@ -158,19 +163,27 @@ def _train(cfg: Config, ctx: RunContext, ds: data.ImageDataset) -> dict[str, Any
             "diverged_at": -1 if result.diverged_at is None else result.diverged_at, "time_s": result.time_s}
 
 
-def _select(cfg: Config, ctx: RunContext, model: torch.nn.Module, ds: data.ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+def _select(cfg: Config, ctx: RunContext, model: torch.nn.Module, ds: data.ImageDataset) -> torch.Tensor:
+    """``cfg.images`` correctly classified test images in a seeded random order, float (N, C, H, W) in [0, 1]."""
     order = torch.from_numpy(ctx.rng("select").permutation(len(ds.x_test)))
     x = data.to_float(ds.x_test[order]).to(ctx.device)
     correct = predict(model, x).argmax(1).cpu() == ds.y_test[order]
-    chosen = correct.nonzero()[: cfg.images, 0]
-    return x[chosen], ds.y_test[order][chosen].to(ctx.device)
+    return x[correct.nonzero()[: cfg.images, 0].to(x.device)]
 
 
-def _options(cfg: Config, method: str, ctx: RunContext, key: str) -> dict[str, Any]:
+def _mean_image(images: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Pixel-wise mean of uint8 images (N, C, H, W) in [0, 1], (1, C, H, W), without a float copy of the set."""
+    total = sum(images[i:i + chunk].to(torch.float64).sum(0) for i in range(0, len(images), chunk))
+    return (total / (255.0 * len(images))).to(torch.float32)[None]
+
+
+def _options(cfg: Config, method: str, baseline: torch.Tensor | None) -> dict[str, Any]:
     if method == "integrated_gradients":
-        return {"n_steps": cfg.ig_steps, "integration": cfg.ig_rule}
-    if method == "smoothgrad":
-        return {"n_samples": 8, "stdev": 0.1, "generator": ctx.generator("smoothgrad", key)}
+        return {"n_steps": cfg.ig_steps, "integration": cfg.ig_rule, "baseline": baseline}
+    if method == "deeplift":
+        return {"baseline": baseline}
+    if method == "smoothgrad":  # its noise comes from the attack's generator
+        return {"n_samples": 8, "stdev": 0.1}
     return {}
 
 
@@ -178,12 +191,13 @@ def _epsilon_label(eps: float) -> str:
     return f"{eps * 255:.3g}/255"
 
 
-def _attack_task(cfg: Config, ctx: RunContext, model: torch.nn.Module, x: torch.Tensor, method: str, name: str,
-                 eps: float, beta: float | None, key: str, bar: Any) -> dict[str, Any]:
+def _attack_task(cfg: Config, ctx: RunContext, model: torch.nn.Module, x: torch.Tensor, baseline: torch.Tensor | None,
+                 method: str, name: str, eps: float, beta: float | None, key: str, bar: Any) -> dict[str, Any]:
     region = _target_region(*x.shape[-2:], x.device)
-    r = attack(model, x, method, name, epsilon=eps, step_size=eps * cfg.step_fraction, steps=cfg.steps, k=cfg.k,
+    step = cfg.step_255 / 255 if cfg.step_255 > 0 else eps * cfg.step_fraction
+    r = attack(model, x, method, name, epsilon=eps, step_size=step, steps=cfg.steps, k=cfg.k,
                target_region=region, beta=beta, surrogate_beta=cfg.surrogate_beta,
-               generator=ctx.generator("random-sign", key), progress=bar.advance, **_options(cfg, method, ctx, key))
+               generator=ctx.generator("random-sign", key), progress=bar.advance, **_options(cfg, method, baseline))
     if name == "random":
         bar.advance(cfg.steps)
     a, b = r.original_map, r.perturbed_map
@@ -216,18 +230,18 @@ def _kept_mean(values: np.ndarray, kept: np.ndarray) -> float | None:
 
 def run(cfg: Config, ctx: RunContext) -> Result:
     _validate(cfg)
-    name = data.first_available(("fashion-mnist", "digits")) if cfg.dataset == "auto" else cfg.dataset
-    ds = data.load(name)
+    ds = data.load(data.first_available(("fashion-mnist", "digits")) if cfg.dataset == "auto" else cfg.dataset)
     c, h, w = ds.image_shape
     if cfg.k > h * w:
-        raise ConfigError(f"config key 'k' must be at most the number of pixels {h * w} of {name}, got {cfg.k}")
-    ctx.log(f"dataset {name}: {len(ds.x_train)} train / {len(ds.x_test)} test images of {c}x{h}x{w}")
+        raise ConfigError(f"config key 'k' must be at most the number of pixels {h * w} of {ds.name}, got {cfg.k}")
+    ctx.log(f"dataset {ds.name}: {len(ds.x_train)} train / {len(ds.x_test)} test images of {c}x{h}x{w}")
 
     trained = ctx.task("train", lambda: _train(cfg, ctx, ds))
     model = _model(cfg, ds)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in trained["state"].items()})
     model.to(ctx.device).eval()
-    x, _ = _select(cfg, ctx, model, ds)
+    x = _select(cfg, ctx, model, ds)
+    baseline = _mean_image(ds.x_train).to(ctx.device) if cfg.baseline == "mean" else None
     ctx.log(f"SmallCNN test accuracy {trained['test_accuracy']:.4f}; attacking {len(x)} correctly classified images")
 
     variants: list[tuple[str, float | None, str, float]] = []  # (method, beta, attack, eps)
@@ -241,16 +255,15 @@ def run(cfg: Config, ctx: RunContext) -> Result:
 
     outcomes: dict[tuple[str, float | None, str, float], dict[str, Any]] = {}
     with ctx.progress(len(variants) * cfg.steps, "attacks") as bar:
-        for method, beta, name_, eps in variants:
-            key = f"{method}{'' if beta is None else f'-beta{beta:g}'}-{name_}-eps{eps * 255:.4g}"
-            outcomes[(method, beta, name_, eps)] = ctx.task(
-                key, lambda m=method, b=beta, a=name_, e=eps, k=key: _attack_task(cfg, ctx, model, x, m, a, e, b, k, bar))
+        for method, beta, attack_name, eps in variants:
+            key = f"{method}{'' if beta is None else f'-beta{beta:g}'}-{attack_name}-eps{eps * 255:.4g}"
+            outcomes[(method, beta, attack_name, eps)] = ctx.task(
+                key, lambda m=method, b=beta, a=attack_name, e=eps, k=key: _attack_task(cfg, ctx, model, x, baseline, m, a, e, b, k, bar))
 
     def sensitivity_task(method: str) -> np.ndarray:
-        options = {k: v for k, v in _options(cfg, method, ctx, "sensitivity").items() if k != "generator"}
         return sensitivity_max(model, x, predict(model, x).argmax(1), method, radius=min(cfg.epsilons),
                                n_samples=cfg.sensitivity_samples, generator=ctx.generator("sensitivity", method),
-                               **options).cpu().numpy()
+                               **_options(cfg, method, baseline)).cpu().numpy()
 
     sensitivity = []
     if cfg.sensitivity_samples > 0:
@@ -261,12 +274,12 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                                 "sensitivity_max_median": float(np.median(values))})
 
     rows = []
-    for (method, beta, name_, eps), o in outcomes.items():
-        if name_ == "targeted":
+    for (method, beta, attack_name, eps), o in outcomes.items():
+        if attack_name == "targeted":
             continue
         rows.append({
             "method": method, "explanation": "network" if beta is None else f"softplus beta={beta:g}",
-            "attack": name_, "epsilon_255": round(eps * 255, 3),
+            "attack": attack_name, "epsilon_255": round(eps * 255, 3),
             "topk_intersection": _kept_mean(o["topk"], o["kept"]),
             "rank_correlation": _kept_mean(o["spearman"], o["kept"]),
             "center_shift_px": _kept_mean(o["shift"], o["kept"]),
@@ -278,10 +291,10 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     targeted_rows = []
     if cfg.targeted:
         eps = max(cfg.epsilons)
-        for name_ in ("random", "targeted"):
-            o = outcomes[("gradient", None, name_, eps)]
+        for attack_name in ("random", "targeted"):
+            o = outcomes[("gradient", None, attack_name, eps)]
             targeted_rows.append({
-                "attack": name_, "epsilon_255": round(eps * 255, 3), "region": f"top-left {max(1, h // 4)}x{max(1, w // 4)}",
+                "attack": attack_name, "epsilon_255": round(eps * 255, 3), "region": f"top-left {max(1, h // 4)}x{max(1, w // 4)}",
                 "mass_in_region_before": _kept_mean(o["region_before"], o["kept"]),
                 "mass_in_region_after": _kept_mean(o["region_after"], o["kept"]),
                 "label_kept": float(np.mean(o["kept"])),
@@ -303,8 +316,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         f"Attack directions through a softplus copy of the network (beta={cfg.surrogate_beta:g}); reported "
         "explanations are the ReLU network's own, except the rows marked 'softplus beta=...' (β-smoothed explanations, "
         "Dombrowski et al. 2019), where the smoothed explanation is both attacked and measured.",
-        f"Inputs are 8-bit images scaled to [0, 1]; ε is quoted on the 0-255 scale. Integrated gradients: {cfg.ig_steps} "
-        f"{cfg.ig_rule} points from the black image; DeepLIFT: Rescale rule from the black image.",
+        f"Inputs are 8-bit images scaled to [0, 1]; ε is quoted on the 0-255 scale. Integrated gradients ({cfg.ig_steps} "
+        f"{cfg.ig_rule} points) and DeepLIFT (Rescale rule) start from the "
+        f"{'pixel-wise mean training image, as the paper' if cfg.baseline == 'mean' else 'black image'}.",
         f"The images here have {h * w} pixels, the paper's 227x227x3 ImageNet inputs about {227 * 227 * 3 // (c * h * w)} "
         "times more input dimensions: the paper ties fragility to dimension (Sec. 5), so weaker effects here are expected.",
     ]
@@ -398,6 +412,7 @@ def _grid_figure(ctx: RunContext, cfg: Config, x: torch.Tensor, outcomes: dict, 
     titles = ("image", "saliency", f"perturbed (ε={_epsilon_label(eps)})", "perturbed saliency")
     for i in range(n):
         panels = (original[i], o["original_map"][i], o["inputs"][i], o["perturbed_map"][i])
+        top = max(float(o["original_map"][i].max()), float(o["perturbed_map"][i].max()), 1e-12)  # one scale per row
         for j, panel in enumerate(panels):
             ax = axes[i, j]
             ax.axis("off")
@@ -405,7 +420,7 @@ def _grid_figure(ctx: RunContext, cfg: Config, x: torch.Tensor, outcomes: dict, 
                 img = np.transpose(panel, (1, 2, 0))
                 ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
             else:
-                ax.imshow(panel, cmap="inferno")
+                ax.imshow(panel, cmap="inferno", vmin=0, vmax=top)
             if i == 0:
                 ax.set_title(titles[j], fontsize=8)
         axes[i, 3].text(1.02, 0.5, f"top-{cfg.k}\n∩ {o['topk'][i]:.2f}", transform=axes[i, 3].transAxes,

@@ -35,8 +35,8 @@ attack then measures, and differentiates, the softplus_β network's explanation.
 >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
 >>> x = torch.rand(4, 1, 4, 4)
 >>> r = attack(net, x, attack="topk", epsilon=0.1, step_size=0.02, steps=10, k=3)
->>> bool(((r.inputs - x).abs() <= 0.1 + 1e-6).all()), r.inputs.min() >= 0, r.inputs.max() <= 1
-(True, tensor(True), tensor(True))
+>>> bool(((r.inputs - x).abs() <= 0.1 + 1e-6).all()), bool(r.inputs.min() >= 0), bool(r.inputs.max() <= 1)
+(True, True, True)
 >>> r.criterion.shape, r.trace.shape
 (torch.Size([4]), torch.Size([10, 4]))
 """
@@ -50,7 +50,14 @@ import torch
 from torch import Tensor, nn
 
 from mlmyths.errors import UserError
-from mlmyths.saliency.attributions import METHODS, attribute_with_logits, check_inputs, eval_mode, saliency_map
+from mlmyths.saliency.attributions import (
+    METHODS,
+    attribute,
+    attribute_with_logits,
+    check_inputs,
+    eval_mode,
+    saliency_map,
+)
 from mlmyths.saliency.metrics import center_of_mass, center_of_mass_shift, mass_in_region, topk_intersection, topk_mask
 
 ATTACKS = ("topk", "mass_center", "targeted", "random")
@@ -58,7 +65,8 @@ ATTACKS = ("topk", "mass_center", "targeted", "random")
 #: Attribution options :func:`attack` passes on to :func:`mlmyths.saliency.attribute`.
 ATTRIBUTION_OPTIONS = frozenset(
     name for name, p in inspect.signature(attribute_with_logits).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("beta", "create_graph")
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and not name.startswith("_")
+    and name not in ("beta", "create_graph", "generator")
 )
 
 
@@ -132,7 +140,7 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     surrogate_beta : softplus β of the copy through which the attack direction is computed when
         ``beta`` is None (default 10; None: differentiate the explanation itself).
     clip : pixel range (default [0, 1]).
-    generator : draws the ``"random"`` perturbation.
+    generator : draws the ``"random"`` perturbation and SmoothGrad's noise.
     progress : called with 1 after every step (e.g. a progress bar's ``advance``).
 
     Returns
@@ -174,9 +182,12 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
             raise UserError(f"target_region must be a boolean mask (H, W) = ({H}, {W}) or (B, H, W), got "
                             f"dtype {region.dtype}, shape {tuple(region.shape)}")
 
-    def explain(z: Tensor, labels: Tensor, graph: bool, smoothing: float | None) -> tuple[Tensor, Tensor]:
-        raw, logits = attribute_with_logits(model, z, labels, method, beta=smoothing, create_graph=graph,
-                                            **options)  # type: ignore[arg-type]
+    if method == "smoothgrad":
+        options["generator"] = generator
+
+    def explain(z: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The measured explanation (B, H, W) and the logits it came with."""
+        raw, logits = attribute_with_logits(model, z, labels, method, beta=beta, **options)  # type: ignore[arg-type]
         return saliency_map(raw), logits
 
     def predict(z: Tensor, logits: Tensor) -> Tensor:
@@ -189,7 +200,7 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     with eval_mode(model):
         with torch.no_grad():
             labels = model(x).argmax(1)
-            original, _ = explain(x, labels, False, beta)
+            original, _ = explain(x, labels)
         best_x, best_map = x.clone(), original.clone()
         best = torch.full((B,), -float("inf"), device=x.device)
         best_step = torch.full((B,), -1, dtype=torch.int64, device=x.device)
@@ -198,7 +209,7 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
         def consider(candidate: Tensor, step: int) -> Tensor:
             """Measure ``candidate`` with the real explanation; keep it where better and label kept."""
             with torch.no_grad():
-                maps, cand_logits = explain(candidate, labels, False, beta)
+                maps, cand_logits = explain(candidate, labels)
                 kept = predict(candidate, cand_logits) == labels
             value = _criterion(attack, original, maps, k, region)
             better = kept & (value > best)
@@ -219,7 +230,8 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
             rows = []
             for step in range(steps):
                 current.requires_grad_(True)
-                maps, _ = explain(current, labels, True, direction_beta)
+                maps = attribute(model, current, labels, method, beta=direction_beta, create_graph=True,
+                                 **options)  # type: ignore[arg-type]
                 loss = _loss(attack, maps, top, center, region)
                 (grad,) = torch.autograd.grad(loss.sum(), current)
                 current = _project(current.detach() + step_size * grad.sign(), x, epsilon, clip)

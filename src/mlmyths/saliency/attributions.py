@@ -168,16 +168,17 @@ class _ActivationHooks:
 
     def _post(self, module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
         z = self._inputs[id(module)].pop()
-        if self.beta is not None and type(module) is nn.ReLU:
+        if self.beta is not None and isinstance(module, nn.ReLU):
             out = F.softplus(z, beta=self.beta)
         index, self.calls = self.calls, self.calls + 1
         return self.transform(index, module, z, out)
 
     def derivative(self, module: nn.Module, z: Tensor) -> Tensor:
         """The activation's local derivative at ``z`` (of softplus_β for a smoothed ReLU)."""
-        if self.beta is not None and type(module) is nn.ReLU:
+        if self.beta is not None and isinstance(module, nn.ReLU):
             return torch.sigmoid(self.beta * z)
-        return _DERIVATIVES[type(module)](module, z)
+        kind = next(k for k in type(module).__mro__ if k in _DERIVATIVES)  # subclasses use their base's rule
+        return _DERIVATIVES[kind](module, z)
 
 
 @contextlib.contextmanager
@@ -211,7 +212,7 @@ def _check_beta(model: nn.Module, beta: float | None) -> None:
         return
     if not (isinstance(beta, (int, float)) and beta > 0):
         raise UserError(f"beta must be a positive number (the softplus sharpness), got {beta!r}")
-    if not any(type(m) is nn.ReLU for m in model.modules()):
+    if not any(isinstance(m, nn.ReLU) for m in model.modules()):
         raise UserError("beta-smoothing replaces nn.ReLU modules, and this model has none; "
                         "write activations as nn.ReLU() modules rather than F.relu calls")
 
@@ -392,7 +393,8 @@ def attribute_with_logits(model: nn.Module, inputs: Tensor, target: int | Tensor
                           integration: str = "gausslegendre", n_samples: int = 16, stdev: float = 0.15,
                           noise: Tensor | None = None, generator: torch.Generator | None = None,
                           beta: float | None = None, create_graph: bool = False,
-                          internal_batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+                          internal_batch_size: int | None = None,
+                          _want_logits: bool = True) -> tuple[Tensor, Tensor]:
     """:func:`attribute` (``raw=True``) and the model's logits at ``inputs`` (B, num_classes).
 
     The logits come from the same forward pass when the method has one at x (gradient,
@@ -417,10 +419,10 @@ def attribute_with_logits(model: nn.Module, inputs: Tensor, target: int | Tensor
         else:
             _check_beta(model, beta)
             raw, logits = _deeplift(model, x, _baseline(baseline, x), t, create_graph, beta)
-        if logits is None:
+        if logits is None and _want_logits:
             with torch.enable_grad() if create_graph else torch.no_grad():
                 logits = model(x)
-    return raw, logits
+    return raw, logits  # type: ignore[return-value]
 
 
 def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: str = "gradient", *,
@@ -470,5 +472,5 @@ def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: st
     attributions, _ = attribute_with_logits(
         model, inputs, target, method, baseline=baseline, n_steps=n_steps, integration=integration,
         n_samples=n_samples, stdev=stdev, noise=noise, generator=generator, beta=beta,
-        create_graph=create_graph, internal_batch_size=internal_batch_size)
+        create_graph=create_graph, internal_batch_size=internal_batch_size, _want_logits=False)
     return attributions if raw else saliency_map(attributions)
