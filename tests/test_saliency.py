@@ -50,7 +50,8 @@ def test_gradient_and_gradient_x_input_match_captum(batch):
     x, t = batch
     net = conv_net()
     ours = attribute(net, x, t, "gradient", raw=True)
-    torch.testing.assert_close(ours, captum_attr.Saliency(net).attribute(x, target=t, abs=False), rtol=1e-10, atol=1e-12)
+    theirs = captum_attr.Saliency(net).attribute(x, target=t, abs=False)
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(attribute(net, x, t), ours.abs().sum(1))  # the map: |grad| summed over channels
     torch.testing.assert_close(attribute(net, x, t, "gradient_x_input", raw=True),
                                captum_attr.InputXGradient(net).attribute(x, target=t), rtol=1e-10, atol=1e-12)

@@ -94,7 +94,7 @@ class Config:
     smooth_beta: float = 3.0  # beta of the smoothed explanation (Dombrowski et al. defence); 0: skip
     ig_steps: int = 8  # integration points of integrated gradients
     ig_rule: str = "gausslegendre"  # quadrature of integrated gradients
-    baseline: str = "mean"  # reference of IG and DeepLIFT: "mean" (pixel-wise mean training image, the paper's) or "black"
+    baseline: str = "mean"  # IG/DeepLIFT reference: "mean" (pixel-wise mean training image, the paper's) or "black"
     targeted: bool = True  # run the targeted attack (simple gradient, largest epsilon)
     sensitivity_samples: int = 10  # draws of Captum-style max-sensitivity (radius: smallest epsilon); 0: skip
     figure_images: int = 4  # rows of the image / saliency / perturbed grid
@@ -154,7 +154,8 @@ def _train(cfg: Config, ctx: RunContext, ds: data.ImageDataset) -> dict[str, Any
     torch.manual_seed(ctx.seed_for("model"))
     model = _model(cfg, ds)
     result = fit(model, ds.x_train[:n], ds.y_train[:n],
-                 TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, schedule="cosine", weight_decay=5e-4),
+                 TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, schedule="cosine",
+                             weight_decay=5e-4),
                  eval_sets={"test": (ds.x_test, ds.y_test)}, transform=data.to_float, device=ctx.device,
                  seed=ctx.seed_for("train"), checkpoint=ctx.checkpoint_path("train"), progress=ctx.progress,
                  description=f"train SmallCNN on {ds.name}")
@@ -192,7 +193,7 @@ def _epsilon_label(eps: float) -> str:
 
 
 def _attack_task(cfg: Config, ctx: RunContext, model: torch.nn.Module, x: torch.Tensor, baseline: torch.Tensor | None,
-                 method: str, name: str, eps: float, beta: float | None, key: str, bar: Any) -> dict[str, Any]:
+                 method: str, beta: float | None, name: str, eps: float, *, key: str, bar: Any) -> dict[str, Any]:
     region = _target_region(*x.shape[-2:], x.device)
     step = cfg.step_255 / 255 if cfg.step_255 > 0 else eps * cfg.step_fraction
     r = attack(model, x, method, name, epsilon=eps, step_size=step, steps=cfg.steps, k=cfg.k,
@@ -255,10 +256,11 @@ def run(cfg: Config, ctx: RunContext) -> Result:
 
     outcomes: dict[tuple[str, float | None, str, float], dict[str, Any]] = {}
     with ctx.progress(len(variants) * cfg.steps, "attacks") as bar:
-        for method, beta, attack_name, eps in variants:
+        for variant in variants:
+            method, beta, attack_name, eps = variant
             key = f"{method}{'' if beta is None else f'-beta{beta:g}'}-{attack_name}-eps{eps * 255:.4g}"
-            outcomes[(method, beta, attack_name, eps)] = ctx.task(
-                key, lambda m=method, b=beta, a=attack_name, e=eps, k=key: _attack_task(cfg, ctx, model, x, baseline, m, a, e, b, k, bar))
+            outcomes[variant] = ctx.task(key, lambda v=variant, k=key: _attack_task(cfg, ctx, model, x, baseline, *v,
+                                                                                    key=k, bar=bar))
 
     def sensitivity_task(method: str) -> np.ndarray:
         return sensitivity_max(model, x, predict(model, x).argmax(1), method, radius=min(cfg.epsilons),
@@ -294,7 +296,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         for attack_name in ("random", "targeted"):
             o = outcomes[("gradient", None, attack_name, eps)]
             targeted_rows.append({
-                "attack": attack_name, "epsilon_255": round(eps * 255, 3), "region": f"top-left {max(1, h // 4)}x{max(1, w // 4)}",
+                "attack": attack_name, "epsilon_255": round(eps * 255, 3),
+                "region": f"top-left {max(1, h // 4)}x{max(1, w // 4)}",
                 "mass_in_region_before": _kept_mean(o["region_before"], o["kept"]),
                 "mass_in_region_after": _kept_mean(o["region_after"], o["kept"]),
                 "label_kept": float(np.mean(o["kept"])),
@@ -303,24 +306,19 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     verdict, verdict_eps = _verdict(cfg, outcomes)
     metrics = _metrics(cfg, trained, outcomes, verdict_eps)
     figures = [_grid_figure(ctx, cfg, x, outcomes, verdict_eps), _curve_figure(ctx, cfg, outcomes)]
-    g_at = lambda a: metrics.get(f"gradient_{a}_topk_intersection_eps{verdict_eps * 255:.3g}")
-    summary = (
-        f"SmallCNN (width {cfg.width}) on {ds.name}, test accuracy {trained['test_accuracy']:.3f}; {len(x)} correctly "
-        f"classified test images, k={cfg.k}, {cfg.steps} attack steps. Simple gradient at ε={_epsilon_label(verdict_eps)}: "
-        f"top-k intersection {_fmt(g_at('topk'))} under the top-k attack vs {_fmt(g_at('random'))} under random sign "
-        f"perturbations of the same size."
-    )
+    summary = _summary(cfg, ds.name, trained, len(x), outcomes, verdict_eps)
     notes = [
         "Means are over the images whose predicted label was kept (the attack returns the best label-preserving "
         "iterate; an image with none is excluded and counted in label_kept).",
         f"Attack directions through a softplus copy of the network (beta={cfg.surrogate_beta:g}); reported "
-        "explanations are the ReLU network's own, except the rows marked 'softplus beta=...' (β-smoothed explanations, "
-        "Dombrowski et al. 2019), where the smoothed explanation is both attacked and measured.",
-        f"Inputs are 8-bit images scaled to [0, 1]; ε is quoted on the 0-255 scale. Integrated gradients ({cfg.ig_steps} "
-        f"{cfg.ig_rule} points) and DeepLIFT (Rescale rule) start from the "
+        "explanations are the ReLU network's own, except the rows marked 'softplus beta=...' (β-smoothed "
+        "explanations, Dombrowski et al. 2019), where the smoothed explanation is both attacked and measured.",
+        f"Inputs are 8-bit images scaled to [0, 1]; ε is quoted on the 0-255 scale. Integrated gradients "
+        f"({cfg.ig_steps} {cfg.ig_rule} points) and DeepLIFT (Rescale rule) start from the "
         f"{'pixel-wise mean training image, as the paper' if cfg.baseline == 'mean' else 'black image'}.",
-        f"The images here have {h * w} pixels, the paper's 227x227x3 ImageNet inputs about {227 * 227 * 3 // (c * h * w)} "
-        "times more input dimensions: the paper ties fragility to dimension (Sec. 5), so weaker effects here are expected.",
+        f"The images here have {c * h * w} input dimensions, the paper's 227x227x3 ImageNet inputs about "
+        f"{227 * 227 * 3 // (c * h * w)} times more: the paper ties fragility to dimension (Sec. 5), so weaker effects "
+        "are expected here.",
     ]
     if trained["diverged_at"] >= 0:
         notes.append(f"training diverged at step {trained['diverged_at']}")
@@ -330,6 +328,24 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                          "train_images": trained["train_images"], "test_accuracy": trained["test_accuracy"],
                          "train_time_s": trained["time_s"]}]}
     return Result(verdict=verdict, summary=summary, metrics=metrics, tables=tables, figures=figures, notes=notes)
+
+
+def _summary(cfg: Config, dataset: str, trained: dict, n: int, outcomes: dict, verdict_eps: float) -> str:
+    top = max(cfg.epsilons)
+    parts = [f"SmallCNN (width {cfg.width}) on {dataset}, test accuracy {trained['test_accuracy']:.3f}; {n} correctly "
+             f"classified test images, k={cfg.k}, {cfg.steps} attack steps."]
+    for eps in sorted({verdict_eps, top}):
+        attacked, _ = _topk_mean(outcomes, "gradient", None, "topk", eps)
+        noise, _ = _topk_mean(outcomes, "gradient", None, "random", eps)
+        parts.append(f"Simple gradient at ε={_epsilon_label(eps)}: top-{cfg.k} intersection {_fmt(attacked)} under "
+                     f"the top-k attack vs {_fmt(noise)} under random sign perturbations of the same size.")
+    center = outcomes.get(("gradient", None, "mass_center", top))
+    noise = outcomes.get(("gradient", None, "random", top))
+    if center is not None and noise is not None:
+        moved, jitter = _kept_mean(center["shift"], center["kept"]), _kept_mean(noise["shift"], noise["kept"])
+        parts.append(f"Center-of-mass shift at ε={_epsilon_label(top)}: {_fmt(moved)} px under the mass-center "
+                     f"attack vs {_fmt(jitter)} px under random perturbations.")
+    return " ".join(parts)
 
 
 def _fmt(value: float | None) -> str:
@@ -363,9 +379,9 @@ def _verdict(cfg: Config, outcomes: dict) -> tuple[Verdict, float]:
     refuting = [p for p in eligible if p[2] is not None and p[2] < REFUTE_BELOW and p[3] >= 0.5]
     if refuting:
         e, r, a, k = refuting[0]
-        return Verdict("refuted", f"at ε={_epsilon_label(e)} random sign perturbations keep the simple-gradient top-{cfg.k} "
-                                  f"intersection at {r:.2f} while the top-k attack brings it to {a:.2f} with the label "
-                                  f"kept for {k:.0%} of the images"), e
+        return Verdict("refuted", f"at ε={_epsilon_label(e)} random sign perturbations keep the simple-gradient "
+                                  f"top-{cfg.k} intersection at {r:.2f} while the top-k attack brings it to {a:.2f} "
+                                  f"with the label kept for {k:.0%} of the images"), e
     if all(p[2] is not None and p[2] >= ROBUST_ABOVE for p in eligible):
         e = eligible[-1][0]
         return Verdict("supported", f"where random perturbations keep the top-{cfg.k} intersection >= {ROBUST_ABOVE}, "
@@ -401,11 +417,10 @@ def _metrics(cfg: Config, trained: dict, outcomes: dict, verdict_eps: float) -> 
 
 def _grid_figure(ctx: RunContext, cfg: Config, x: torch.Tensor, outcomes: dict, eps: float) -> str:
     """Rows of (image, saliency, perturbed image, perturbed saliency): simple gradient, top-k attack."""
-    o = outcomes.get(("gradient", None, "topk", eps)) or next(
-        (v for (m, b, a, _), v in outcomes.items() if m == "gradient" and b is None and "inputs" in v and a != "random"),
-        None)
-    if o is None:
-        o = next(v for v in outcomes.values() if "inputs" in v)
+    shown = [v for (m, b, a, e), v in outcomes.items() if "inputs" in v and (a, e) == ("topk", eps)]
+    shown += [v for (m, b, a, e), v in outcomes.items() if "inputs" in v and a != "random"]
+    shown += [v for v in outcomes.values() if "inputs" in v]
+    o = shown[0]
     n = len(o["inputs"])
     fig, axes = plots.new_figure(n, 4, width=1.7, height=1.8, squeeze=False)
     original = x[:n].cpu().numpy()

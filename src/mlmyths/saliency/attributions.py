@@ -81,7 +81,8 @@ _DEEPLIFT_EPS = 1e-10  # Captum's threshold below which the secant becomes the d
 def check_inputs(inputs: object, name: str = "inputs") -> Tensor:
     """``inputs`` must be a floating tensor of images ``(B, C, H, W)``."""
     if not isinstance(inputs, Tensor) or inputs.ndim != 4 or not inputs.is_floating_point():
-        got = f"shape {tuple(inputs.shape)}, dtype {inputs.dtype}" if isinstance(inputs, Tensor) else type(inputs).__name__
+        got = (f"shape {tuple(inputs.shape)}, dtype {inputs.dtype}" if isinstance(inputs, Tensor)
+               else type(inputs).__name__)
         raise UserError(f"{name} must be a float tensor of images (B, C, H, W), got {got}; "
                         "add a batch dimension with x[None] and convert uint8 images with data.to_float")
     return inputs
@@ -291,7 +292,8 @@ def _smoothgrad(model: nn.Module, x: Tensor, target: Tensor, create_graph: bool,
         noise = torch.randn((B, n_samples, *x.shape[1:]), generator=generator, dtype=x.dtype,
                             device="cpu" if generator is None else generator.device).to(x.device) * stdev
     elif noise.ndim != 5 or noise.shape[0] != B or noise.shape[2:] != x.shape[1:]:
-        raise UserError(f"noise must have shape (B, n_samples, C, H, W) = ({B}, n, {', '.join(map(str, x.shape[1:]))}), "
+        expected = ", ".join(map(str, x.shape[1:]))
+        raise UserError(f"noise must have shape (B, n_samples, C, H, W) = ({B}, n, {expected}), "
                         f"got {tuple(noise.shape)}")
     n = noise.shape[1]
     points = (x[:, None] + noise.to(x.dtype)).reshape(B * n, *x.shape[1:])  # (B*n, C, H, W), sample index inner
@@ -304,8 +306,8 @@ def _maxpool_linearized(m: nn.MaxPool2d, u: Tensor, ref: tuple[Tensor, Tensor, T
     """Captum's DeepLIFT rule for max-pooling, written as a map that is linear in ``u``.
 
     With y = pool(x) (argmax i*), y₀ = pool(x₀) (argmax i₀) and M = max(y, y₀), output j is
-    y₀ + (M − y₀)·(u − x₀)[i*]/(x − x₀)[i*] + (y − M)·(u − x₀)[i₀]/(x − x₀)[i₀]: its gradient
-    routes Δy = (M − y₀) + (y − M) to the two argmaxes, so Σ multipliers·Δx = Σ Δy; where
+    y₀ + (M − y₀)·(u − x₀)[i*]/(x − x₀)[i*] + (y − M)·(u − x₀)[i₀]/(x − x₀)[i₀]:
+    its gradient routes Δy = (M − y₀) + (y − M) to the two argmaxes, so Σ multipliers·Δx = Σ Δy; where
     |Δx| < eps it is the ordinary max-pool gradient. At u = x the output equals y.
     """
     z0, y0, idx0 = ref

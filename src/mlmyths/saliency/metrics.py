@@ -126,7 +126,8 @@ def center_of_mass_shift(a: Tensor, b: Tensor) -> Tensor:
     5.0
     """
     if a.shape != b.shape:
-        raise UserError(f"center_of_mass_shift: maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise UserError(f"center_of_mass_shift: maps must have the same shape, "
+                        f"got {tuple(a.shape)} and {tuple(b.shape)}")
     return (center_of_mass(a) - center_of_mass(b)).norm(dim=1)
 
 
