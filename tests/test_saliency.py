@@ -267,7 +267,7 @@ def test_sensitivity_max_matches_captum(batch):
     x, t = batch
     net = conv_net()
     torch.manual_seed(7)
-    ours = sensitivity_max(net, x, t, "gradient", radius=0.05, n_samples=6)
+    ours = sensitivity_max(net, x, t, "gradient", perturb_radius=0.05, n_perturb_samples=6)
     torch.manual_seed(7)  # same draws from the global generator, in the same order
     theirs = captum_sensitivity_max(captum_attr.Saliency(net).attribute, x, perturb_radius=0.05, target=t,
                                     n_perturb_samples=6)  # Saliency's default abs=True: |grad|, one channel

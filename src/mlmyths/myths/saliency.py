@@ -263,8 +263,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                                                                                     key=k, bar=bar))
 
     def sensitivity_task(method: str) -> np.ndarray:
-        return sensitivity_max(model, x, predict(model, x).argmax(1), method, radius=min(cfg.epsilons),
-                               n_samples=cfg.sensitivity_samples, generator=ctx.generator("sensitivity", method),
+        return sensitivity_max(model, x, predict(model, x).argmax(1), method, perturb_radius=min(cfg.epsilons),
+                               n_perturb_samples=cfg.sensitivity_samples,
+                               generator=ctx.generator("sensitivity", method),
                                **_options(cfg, method, baseline)).cpu().numpy()
 
     sensitivity = []

@@ -141,15 +141,16 @@ def mass_in_region(maps: Tensor, region: Tensor) -> Tensor:
 
 
 def sensitivity_max(model: nn.Module, inputs: Tensor, target: int | Tensor, method: str = "gradient", *,
-                    radius: float = 0.02, n_samples: int = 10, raw: bool = False,
+                    perturb_radius: float = 0.02, n_perturb_samples: int = 10, raw: bool = False,
                     generator: torch.Generator | None = None, **options: object) -> Tensor:
     """Max-sensitivity of an explanation (Yeh et al., "On the (In)fidelity and Sensitivity of
     Explanations", NeurIPS 2019, Def. 3.1), normalized as in Captum's ``sensitivity_max``:
 
-        max over n_samples draws δ ~ U[−r, r]^d of ‖Φ(x + δ) − Φ(x)‖_F / ‖Φ(x)‖_F
+        max over n_perturb_samples draws δ ~ U[−r, r]^d of ‖Φ(x + δ) − Φ(x)‖_F / ‖Φ(x)‖_F
 
-    where Φ is :func:`attribute` with ``method`` and ``options``. Returns (B,). The noise is
-    drawn in one float32 tensor (B·n_samples, C, H, W), sample index inner; with ``generator=None``
+    where r is ``perturb_radius`` and Φ is :func:`attribute` with ``method`` and ``options``
+    (parameter names as Captum's). Returns (B,). The noise is drawn in one float32 tensor
+    (B·n_perturb_samples, C, H, W), sample index inner; with ``generator=None``
     from the global RNG, in the same order as Captum, so the two agree under one seed.
     Unlike the attacks, random perturbations estimate typical, not worst-case, fragility.
 
@@ -162,16 +163,17 @@ def sensitivity_max(model: nn.Module, inputs: Tensor, target: int | Tensor, meth
     x = check_inputs(inputs)
     B = len(x)
     t = check_target(target, B)
-    if n_samples < 1 or radius < 0:
-        raise UserError(f"sensitivity_max needs n_samples >= 1 and radius >= 0, got {n_samples} and {radius}")
+    n, radius = n_perturb_samples, perturb_radius
+    if n < 1 or radius < 0:
+        raise UserError(f"sensitivity_max needs n_perturb_samples >= 1 and perturb_radius >= 0, got {n} and {radius}")
     with torch.no_grad():
         reference = attribute(model, x, t, method, raw=raw, **options)  # type: ignore[arg-type]
-        expanded = x.repeat_interleave(n_samples, dim=0)  # (B*n, C, H, W)
+        expanded = x.repeat_interleave(n, dim=0)  # (B*n, C, H, W)
         noise = torch.empty(expanded.shape, dtype=torch.float32,  # float32 draws, as Captum's
                             device="cpu" if generator is None else generator.device).uniform_(
             -radius, radius, generator=generator).to(device=x.device, dtype=x.dtype)
-        perturbed = attribute(model, expanded + noise, t.repeat_interleave(n_samples), method, raw=raw,
+        perturbed = attribute(model, expanded + noise, t.repeat_interleave(n), method, raw=raw,
                               **options)  # type: ignore[arg-type]
-    change = (perturbed - reference.repeat_interleave(n_samples, dim=0)).reshape(B, n_samples, -1).norm(dim=2)
+    change = (perturbed - reference.repeat_interleave(n, dim=0)).reshape(B, n, -1).norm(dim=2)
     norm = reference.reshape(B, -1).norm(dim=1)
     return (change / torch.where(norm == 0, torch.ones_like(norm), norm)[:, None]).max(1).values
