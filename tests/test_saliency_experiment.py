@@ -99,3 +99,14 @@ def test_smoke_run_through_cli(tmp_path):
     assert len(record["figures"]) == 2
     for fig in record["figures"]:
         assert (tmp_path / "saliency" / record["run_id"] / fig).stat().st_size > 1000
+
+
+def test_mean_image_reference_matches_float_mean():
+    import torch
+
+    from mlmyths import data
+
+    images = torch.randint(0, 256, (1000, 3, 4, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean = experiment._mean_image(images, chunk=300)
+    assert mean.shape == (1, 3, 4, 5)
+    torch.testing.assert_close(mean, data.to_float(images).mean(0, keepdim=True), rtol=0, atol=1e-6)
