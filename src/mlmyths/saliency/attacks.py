@@ -19,9 +19,10 @@ L∞ ball of radius ``epsilon`` around the original image and onto the pixel ran
 For ReLU networks the gradient of an explanation with respect to the input is zero almost
 everywhere, so the direction is computed through a softplus copy of the network
 (``surrogate_beta``; :func:`mlmyths.saliency.smoothed`), while the explanation that is measured
-is the original network's (Sec. 3, "we replace ReLU with softplus"). DeepLIFT's multipliers are
-secants, not derivatives, so they already depend smoothly on x; ``surrogate_beta=None`` attacks
-the explanation itself. After every step the explanation of the real network is computed and,
+is the original network's (Sec. 3, "we replace ReLU with softplus"). The surrogate is used for
+every method by default; DeepLIFT's multipliers are secants, not derivatives, so they already
+vary with x and ``surrogate_beta=None`` (the paper's choice for DeepLIFT) attacks the
+explanation itself, about as strongly on Fashion-MNIST. After every step the explanation of the real network is computed and,
 per image, the iterate with the best criterion among those that keep the predicted label is
 kept (the paper's ``check_measure``/``iterative_attack``). An image for which no perturbed input
 kept the label is reported with ``label_kept = False`` and returned unperturbed.
