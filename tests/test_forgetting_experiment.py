@@ -153,3 +153,35 @@ def test_missing_dataset_is_a_one_line_error(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown dataset 'no-such-set'" in proc.stderr
     assert not list((tmp_path / "forgetting").glob("*/results.json"))  # nothing computed, nothing left behind
+
+
+def test_an_interrupted_scoring_run_resumes_with_its_early_el2n_and_snapshots(tmp_path) -> None:
+    import torch
+
+    from mlmyths.forgetting import el2n_scores
+    from mlmyths.train import TrainConfig, fit
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 5, generator=g)
+    y = (x[:, 0] + torch.randn(80, generator=g) > 0).long()
+    cfg = exp.config("smoke", epochs=6, el2n_epoch=2)
+
+    def scoring(epochs: int, checkpoint=None) -> tuple[ForgettingTracker, exp._ScoringLog]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 2)
+        tracker = ForgettingTracker(80)
+        log = exp._ScoringLog(tracker, cfg, lambda net: el2n_scores(net, x, y))
+        train = TrainConfig(epochs=epochs, batch_size=16, lr=0.5, momentum=0.0)
+        fit(model, x, y, train, callbacks=[tracker, log], epoch_callbacks=[log.after_epoch], checkpoint=checkpoint)
+        return tracker, log
+
+    whole_tracker, whole = scoring(6)
+    ckpt = tmp_path / "score.pt"
+    scoring(3, ckpt)  # interrupted after epoch 3, EL2N (epoch 2) already taken
+    tracker, resumed = scoring(6, ckpt)
+    assert resumed.epochs == whole.epochs == [1, 2, 3, 4, 5, 6]
+    torch.testing.assert_close(resumed.el2n, whole.el2n)
+    assert resumed.unforgettable == whole.unforgettable
+    for a, b in zip(resumed.counts, whole.counts):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_array_equal(tracker.forgetting_counts(), whole_tracker.forgetting_counts())

@@ -148,16 +148,16 @@ class ForgettingTracker:
         if self.validate if self.validate is not None else self.device.type == "cpu":
             self._check_values(indices, logits, targets)
         state = self._state[0]  # (N, 4)
-        rows = state[indices]  # (B, 4)
+        rows = state.index_select(0, indices)  # (B, 4)
         presented, events, first, last = rows.unbind(-1)  # each (B,)
-        correct = (logits.argmax(-1) == targets).to(torch.int32)  # (B,)
+        correct = logits.argmax(-1) == targets  # (B,) bool
         new_rows = torch.stack((
             presented + 1,
-            events + last * (1 - correct),  # correct -> incorrect: one forgetting event
-            torch.where((first < 0) & (correct > 0), presented, first),
-            correct,
+            events + (last > correct),  # right last time, wrong now: one forgetting event
+            torch.where((first < 0) & correct, presented, first),  # first correct presentation (0-based)
+            correct.to(torch.int32),
         ), dim=-1)  # (B, 4)
-        state[indices] = new_rows
+        state.index_copy_(0, indices, new_rows)
         if self._margins is not None and self._losses is not None:
             slot = presented.clamp(max=self.history).long()  # column H is the overflow sink
             logits32 = logits.float()
@@ -183,17 +183,17 @@ class ForgettingTracker:
     def _check_values(self, indices: Tensor, logits: Tensor, targets: Tensor) -> None:
         if not len(indices):
             return
-        lo, hi = int(indices.min()), int(indices.max())
+        lo, hi = (int(v) for v in torch.aminmax(indices))
         if lo < 0 or hi >= self.n_examples:
             raise UserError(f"ForgettingTracker.update: indices must lie in [0, {self.n_examples}), got values "
                             f"from {lo} to {hi}; create the tracker with the size of the training set")
-        if torch.unique(indices).numel() != indices.numel():
-            raise UserError("ForgettingTracker.update: indices within one minibatch must be distinct "
-                            "(each example is presented at most once per update)")
-        tlo, thi = int(targets.min()), int(targets.max())
+        tlo, thi = (int(v) for v in torch.aminmax(targets))
         if tlo < 0 or thi >= logits.shape[1]:
             raise UserError(f"ForgettingTracker.update: targets must lie in [0, {logits.shape[1]}) for "
                             f"{logits.shape[1]} logits, got values from {tlo} to {thi}")
+        if torch.unique(indices).numel() != indices.numel():
+            raise UserError("ForgettingTracker.update: indices within one minibatch must be distinct "
+                            "(each example is presented at most once per update)")
 
     # -- queries -------------------------------------------------------------------------------------
 

@@ -241,6 +241,44 @@ def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[flo
         "ranking adds nothing measurable")), None
 
 
+class _ScoringLog:
+    """What a scoring run records besides the tracker: EL2N after ``el2n_epoch`` epochs and
+    snapshots of the forgetting statistics (for the settling figure).
+
+    It is also passed to :func:`fit` as a (no-op) batch callback: fit checkpoints callbacks
+    that have ``state_dict``, so an interrupted scoring run resumes with what it had.
+    """
+
+    def __init__(self, tracker: ForgettingTracker, cfg: Config, score: Any):
+        self.tracker, self.score = tracker, score
+        self.el2n_epoch, self.last_epoch = cfg.el2n_epoch, cfg.epochs
+        self.every = max(1, cfg.epochs // 25)  # at most ~25 snapshots
+        self.el2n: torch.Tensor | None = None  # (N,) float32
+        self.epochs: list[int] = []
+        self.unforgettable: list[float] = []  # fraction unforgettable so far
+        self.counts: list[torch.Tensor] = []  # (N,) int32 forgetting counts so far
+
+    def __call__(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        pass
+
+    def after_epoch(self, epoch: int, net: nn.Module) -> None:
+        if epoch == self.el2n_epoch:
+            self.el2n = torch.from_numpy(self.score(net))
+        if epoch % self.every == 0 or epoch == self.last_epoch:
+            self.epochs.append(epoch)
+            self.unforgettable.append(float(self.tracker.unforgettable().mean()))
+            self.counts.append(torch.from_numpy(self.tracker.forgetting_counts().astype(np.int32)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"el2n": self.el2n, "epochs": list(self.epochs), "unforgettable": list(self.unforgettable),
+                "counts": list(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.el2n = state["el2n"]
+        self.epochs, self.unforgettable = list(state["epochs"]), list(state["unforgettable"])
+        self.counts = list(state["counts"])
+
+
 # -- the experiment ------------------------------------------------------------------------------------------
 
 
@@ -266,35 +304,26 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         return _build_model(cfg, ds.image_shape, ds.num_classes)
 
     # 1. scoring runs: forgetting statistics and early EL2N -------------------------------------------
-    snap_every = max(1, cfg.epochs // 25)
-
     def score(seed: int) -> dict[str, Any]:
         model = new_model(seed)
         tracker = ForgettingTracker(n, device=ctx.device)
-        early: dict[str, np.ndarray] = {}
-        snapshots: list[tuple[int, np.ndarray, float]] = []
-
-        def after_epoch(epoch: int, net: nn.Module) -> None:
-            if epoch == cfg.el2n_epoch:
-                early["el2n"] = el2n_scores(net, x, y, transform=transform, device=ctx.device)
-            if epoch % snap_every == 0 or epoch == cfg.epochs:
-                snapshots.append((epoch, tracker.forgetting_counts(), float(tracker.unforgettable().mean())))
-
-        result = fit(model, x, y, train_cfg, eval_sets=test_set, callbacks=[tracker], epoch_callbacks=[after_epoch],
-                     transform=transform, augment=_augmenter(cfg.score_augment), device=ctx.device,
-                     seed=ctx.seed_for("train", seed), checkpoint=ctx.checkpoint_path(f"score-seed{seed}"),
-                     progress=ctx.progress, description=f"scoring run {seed + 1}/{cfg.seeds}")
+        log = _ScoringLog(tracker, cfg, lambda net: el2n_scores(net, x, y, transform=transform, device=ctx.device))
+        result = fit(model, x, y, train_cfg, eval_sets=test_set, callbacks=[tracker, log],
+                     epoch_callbacks=[log.after_epoch], transform=transform, augment=_augmenter(cfg.score_augment),
+                     device=ctx.device, seed=ctx.seed_for("train", seed),
+                     checkpoint=ctx.checkpoint_path(f"score-seed{seed}"), progress=ctx.progress,
+                     description=f"scoring run {seed + 1}/{cfg.seeds}")
         final = tracker.forgetting_counts()
         return {
             "state": tracker.state_dict()["state"],
-            "el2n": early.get("el2n", np.full(n, np.nan, dtype=np.float32)),
+            "el2n": log.el2n.numpy() if log.el2n is not None else np.full(n, np.nan, dtype=np.float32),
             "test_accuracy": result.final("test_accuracy") if not result.diverged else float("nan"),
             "train_time_s": result.time_s,
             "diverged_at": result.diverged_at if result.diverged_at is not None else -1,
-            "epochs": np.array([e for e, _, _ in snapshots]),
-            "unforgettable_by_epoch": np.array([u for _, _, u in snapshots]),
-            "rank_agreement_by_epoch": np.array([np.nan if (r := _spearman(c, final)) is None else r
-                                                 for _, c, _ in snapshots]),
+            "epochs": np.array(log.epochs),
+            "unforgettable_by_epoch": np.array(log.unforgettable),
+            "rank_agreement_by_epoch": np.array([np.nan if (r := _spearman(c.numpy(), final)) is None else r
+                                                 for c in log.counts]),
         }
 
     scored = [ctx.task(f"score-seed{s}", lambda s=s: score(s)) for s in range(cfg.seeds)]
@@ -424,7 +453,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                        "paper_unforgettable_pct": None, "ours_pct": 100 * float(unforgettable.mean())})
 
     figures = [
-        _histogram_figure(ctx, counts, cfg.seeds, float(unforgettable.mean())),
+        _histogram_figure(ctx, counts, cfg.seeds, cfg.epochs, float(unforgettable.mean())),
         _removal_figure(ctx, cfg, full_mean, full_std, tol, runs, stats),
         _examples_figure(ctx, cfg, x, y, counts, ds.classes),
         _el2n_figure(ctx, counts, el2n, rho),
@@ -467,17 +496,20 @@ def run(cfg: Config, ctx: RunContext) -> Result:
 # -- figures -------------------------------------------------------------------------------------------------
 
 
-def _histogram_figure(ctx: RunContext, counts: np.ndarray, seeds: int, unforgettable: float) -> str:
+def _histogram_figure(ctx: RunContext, counts: np.ndarray, seeds: int, epochs: int, unforgettable: float) -> str:
     fig, ax = plots.new_figure(width=6.0)
     top = int(counts.max()) if len(counts) else 0
-    if top <= 40:
-        edges = np.arange(top + 2) - 0.5
-    else:
-        edges = np.linspace(-0.5, top + 0.5, 41)
+    edges = np.arange(top + 2) - 0.5 if top <= 40 else np.linspace(-0.5, top + 0.5, 41)
     weights = np.full(len(counts), 100.0 / max(len(counts), 1))
     ax.hist(counts, bins=edges, weights=weights, color=plots.COLORS["ours"], edgecolor="white", linewidth=0.4)
-    ax.set_xlabel(f"forgetting events (summed over {seeds} runs)")
-    ax.set_ylabel("% of training examples")
+    ax.set_yscale("log")  # the unforgettable bar dwarfs the rest (the paper zooms in with insets)
+    never = seeds * epochs
+    if top >= never:
+        ax.axvline(never, color=plots.COLORS["baseline"], linestyle="--", linewidth=1,
+                   label=f"never learned in any run (= {never})")
+        ax.legend(fontsize=8)
+    ax.set_xlabel(f"forgetting events (summed over {seeds} runs of {epochs} epochs)")
+    ax.set_ylabel("% of training examples (log scale)")
     ax.set_title(f"Forgetting counts: {100 * unforgettable:.1f}% unforgettable")
     return ctx.save_figure(fig, "histogram")
 
