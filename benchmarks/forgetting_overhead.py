@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating epochs per variant (median taken)")
     parser.add_argument("--quick", action="store_true", help="a quarter of the examples per epoch")
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks/forgetting.md")
+    parser.add_argument("--note", default="", help="a remark recorded under the table (e.g. machine load)")
     args = parser.parse_args()
     from machine import describe
 
@@ -150,8 +151,8 @@ def main() -> None:
         "",
         "Target: <= 3% of an epoch. *End to end*: median epoch of `fit` with the tracker vs without "
         "(alternating runs; within the noise of a shared machine, see *spread*). *Isolated*: one epoch's "
-        "tracker updates timed alone, as a fraction of the plain epoch. *Loop*: the paper's per-example "
-        "Python bookkeeping on the same updates.",
+        "tracker updates timed alone, as a fraction of the plain epoch. *Loop*: a per-example Python loop as in "
+        "the paper's code (correctness only, one `.item()` per example) on the same updates.",
         "",
         "| device | setup | examples | batch | epoch plain (s) | epoch tracked (s) | end to end | spread | "
         "isolated | per-example loop |",
@@ -161,6 +162,8 @@ def main() -> None:
         lines.append(f"| {setup.device} | {setup.name} | {setup.n} | {setup.batch_size} | {r['plain_s']:.3f} | "
                      f"{r['tracked_s']:.3f} | {100 * r['overhead_end_to_end']:+.1f}% | {100 * r['spread']:.0f}% | "
                      f"{100 * r['overhead_isolated']:.2f}% | {100 * r['loop_overhead']:.1f}% |")
+    if args.note:
+        lines += ["", f"Note: {args.note}"]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if args.write:

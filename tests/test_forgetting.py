@@ -184,6 +184,25 @@ def test_fit_checkpoint_resumes_the_tracker(tmp_path) -> None:
     np.testing.assert_array_equal(resumed.first_learned(), whole.first_learned())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tracker_on_cuda_equals_cpu() -> None:
+    rng = np.random.default_rng(0)
+    n, classes = 300, 5
+    targets = torch.from_numpy(rng.integers(0, classes, n))
+    cpu, gpu = ForgettingTracker(n, history=4), ForgettingTracker(n, device="cuda", history=4)
+    for _ in range(4):
+        for batch in np.array_split(rng.permutation(n), 7):
+            idx = torch.from_numpy(batch)
+            logits = torch.from_numpy(rng.normal(size=(len(batch), classes))).float()
+            cpu.update(idx, logits, targets[idx])
+            gpu.update(idx.cuda(), logits.cuda(), targets[idx].cuda())
+    for query in ("presentations", "forgetting_counts", "unforgettable", "first_learned"):
+        np.testing.assert_array_equal(getattr(gpu, query)(), getattr(cpu, query)())
+    np.testing.assert_allclose(gpu.margins(), cpu.margins(), rtol=1e-5, atol=1e-5)
+    merged = ForgettingTracker.merge([gpu, gpu])
+    np.testing.assert_array_equal(merged.forgetting_counts(), 2 * gpu.forgetting_counts())
+
+
 # -- merging and saving ---------------------------------------------------------------------------------------
 
 
@@ -246,10 +265,12 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 
 def test_bad_inputs_raise_user_errors_naming_the_problem() -> None:
-    t = ForgettingTracker(4)
+    t = ForgettingTracker(4, validate=True)
     y = torch.tensor([0, 1])
-    with pytest.raises(UserError, match=r"indices must lie in \[0, 4\)"):
+    with pytest.raises(UserError, match=r"indices must lie in \[0, 4\), got values from 0 to 4"):
         t.update(torch.tensor([0, 4]), torch.zeros(2, 3), y)
+    with pytest.raises(UserError, match=r"indices must lie in \[0, 4\), got values from -1 to 1"):
+        ForgettingTracker(4).update(torch.tensor([-1, 1]), torch.zeros(2, 3), y)  # checked even without validate
     with pytest.raises(UserError, match="distinct"):
         t.update(torch.tensor([1, 1]), torch.zeros(2, 3), y)
     with pytest.raises(UserError, match="same length"):

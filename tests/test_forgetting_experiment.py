@@ -102,7 +102,10 @@ def test_verdict_inconclusive_when_random_removal_does_as_well() -> None:
 
 
 def test_smoke_run_through_the_cli(tmp_path) -> None:
-    proc = run_cli("run", "forgetting", "--scale", "smoke", "--out", str(tmp_path), "--quiet", timeout=300)
+    # One thread: the smoke model is a tiny MLP, and on an oversubscribed CI box OpenMP threads
+    # spinning against other processes make each step tens of times slower.
+    proc = run_cli("run", "forgetting", "--scale", "smoke", "--out", str(tmp_path), "--quiet", timeout=300,
+                   env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     record = read_results(tmp_path, "forgetting")
     assert record["status"] == "completed" and record["scale"] == "smoke"
@@ -139,6 +142,14 @@ def test_smoke_run_through_the_cli(tmp_path) -> None:
     verdict, best = exp.removal_verdict(m["full_data_accuracy"], m["full_data_accuracy_std"], table,
                                         tolerance=cfg.tolerance, min_fraction=cfg.min_fraction)
     assert verdict.outcome == record["verdict"]["outcome"] and best == m["largest_prunable_fraction"]
+
+    # the class balance of what the largest removal keeps adds up to what was kept
+    balance = record["tables"][f"classes_kept_at_{round(100 * max(cfg.fractions))}pct_removed"]
+    kept_total = 1438 - round(max(cfg.fractions) * 1438)
+    for order in cfg.orders:
+        kept = sum(row[f"kept_pct_{order}"] / 100 * row["examples"] for row in balance)
+        assert abs(kept - kept_total) < 1e-6
+    assert sum(row["examples"] for row in balance) == 1438
 
     assert sorted(record["figures"]) == sorted(f"figures/{f}.png" for f in (
         "histogram", "removal_curve", "examples", "el2n_vs_forgetting", "settling"))

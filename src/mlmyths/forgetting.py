@@ -75,8 +75,10 @@ class ForgettingTracker:
     history : record the classification margin and the loss of the first ``history``
         presentations of every example (0: off). Margin = logit of the true class minus
         the largest other logit, as in the paper's code.
-    validate : check index ranges, duplicate indices and target ranges at every update
-        (a host sync). Default: on for CPU, off for CUDA (where it would stall the GPU).
+    validate : also check at every update that indices are distinct and targets lie in
+        ``[0, C)`` (a few extra kernels and a host sync; off by default). Shapes are always
+        checked, and out-of-range indices always raise on CPU (CUDA reports them as a
+        device-side assertion).
 
     Queries return numpy arrays of shape (N,) summed over runs, or (runs, N) with
     ``per_run=True``.
@@ -89,7 +91,7 @@ class ForgettingTracker:
     """
 
     def __init__(self, n_examples: int, *, device: torch.device | str | None = None, history: int = 0,
-                 validate: bool | None = None):
+                 validate: bool = False):
         if isinstance(n_examples, bool) or not isinstance(n_examples, (int, np.integer)) or n_examples < 1:
             raise UserError(f"ForgettingTracker: n_examples must be a positive int, got {n_examples!r}")
         if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 0:
@@ -145,10 +147,14 @@ class ForgettingTracker:
         indices = indices.to(self.device, torch.long)
         logits = logits.detach().to(self.device)
         targets = targets.to(self.device, torch.long)
-        if self.validate if self.validate is not None else self.device.type == "cpu":
+        if self.validate:
             self._check_values(indices, logits, targets)
         state = self._state[0]  # (N, 4)
-        rows = state.index_select(0, indices)  # (B, 4)
+        try:
+            rows = state.index_select(0, indices)  # (B, 4)
+        except IndexError:  # raised on CPU before anything changed; the check costs nothing otherwise
+            self._check_values(indices, logits, targets)
+            raise
         presented, events, first, last = rows.unbind(-1)  # each (B,)
         correct = logits.argmax(-1) == targets  # (B,) bool
         new_rows = torch.stack((

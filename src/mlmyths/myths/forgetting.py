@@ -169,9 +169,13 @@ def stratified_subset(labels: np.ndarray, size: int, rng: np.random.Generator) -
     return np.sort(np.concatenate(picks))
 
 
+def _model_kind(cfg: Config, channels: int) -> str:
+    return cfg.model if cfg.model != "auto" else ("resnet18" if channels == 3 else "small-cnn")
+
+
 def _build_model(cfg: Config, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     channels, height, _ = image_shape
-    kind = cfg.model if cfg.model != "auto" else ("resnet18" if channels == 3 else "small-cnn")
+    kind = _model_kind(cfg, channels)
     if kind == "resnet18":
         return ResNet18(num_classes=num_classes, in_channels=channels, width=max(1, round(64 * cfg.width)))
     if kind == "mlp":
@@ -225,7 +229,8 @@ def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[flo
         f = max(wins)
         return Verdict("refuted", (
             f"removing the {f:.0%} least-forgotten training examples kept test accuracy at {pts(forgetting[f])}% "
-            f"(full data {pts(full_mean)}%, loss {pts(full_mean - forgetting[f])} <= {pts(tol)} points), while "
+            f"(full data {pts(full_mean)}%, loss {100 * (full_mean - forgetting[f]):.3f} <= {100 * tol:.3f} points), "
+            f"while "
             f"removing {f:.0%} at random gave {pts(random[f])}%")), f
     if all(full_mean - forgetting[f] > tol for f in fractions):
         f = fractions[0]
@@ -418,6 +423,12 @@ def run(cfg: Config, ctx: RunContext) -> Result:
             return None
         return 1.0 - stats(runs[order, fraction], "train_time_s")[0] / full_time
 
+    def steps_saved(fraction: float | None) -> float | None:
+        if fraction is None:
+            return None
+        kept = n - int(round(fraction * n))
+        return 1.0 - math.ceil(kept / cfg.batch_size) / math.ceil(n / cfg.batch_size)
+
     headline = 0.3 if 0.3 in cfg.fractions else None
     metrics: dict[str, Any] = {
         "n_train": n, "n_test": len(ds.y_test), "seeds": cfg.seeds, "removal_seeds": cfg.removal_seeds,
@@ -434,6 +445,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         "drop_points_random_at_largest": drop("random", best),
         "drop_points_el2n_at_largest": drop("el2n", best),
         "time_saved_at_largest": saved("forgetting", best),
+        "steps_saved_at_largest": steps_saved(best),
         "drop_points_forgetting_30pct": drop("forgetting", headline),
         "drop_points_random_30pct": drop("random", headline),
         "drop_points_el2n_30pct": drop("el2n", headline),
@@ -451,6 +463,17 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     paper_rows = [{"dataset": d, "paper_unforgettable_pct": 100 * v} for d, v in PAPER_UNFORGETTABLE.items()]
     paper_rows.append({"dataset": f"{name} (ours, {n} examples, {cfg.seeds} seeds)",
                        "paper_unforgettable_pct": None, "ours_pct": 100 * float(unforgettable.mean())})
+
+    # Which classes a removal leaves: a score that ranks whole classes as easy empties them.
+    largest = max(cfg.fractions)
+    kept_by_order = {o: select_subset(scores[o], largest, order=_SELECT[o],  # type: ignore[arg-type]
+                                      seed=ctx.seed_for("select", o, 0)) for o in cfg.orders}
+    y_np = y.numpy()
+    total = np.bincount(y_np, minlength=ds.num_classes)
+    balance_rows = [{"class": ds.classes[c], "examples": int(total[c]),
+                     **{f"kept_pct_{o}": 100 * float(np.bincount(y_np[k], minlength=ds.num_classes)[c])
+                        / max(int(total[c]), 1) for o, k in kept_by_order.items()}}
+                    for c in range(ds.num_classes)]
 
     figures = [
         _histogram_figure(ctx, counts, cfg.seeds, cfg.epochs, float(unforgettable.mean())),
@@ -484,12 +507,20 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     if ctx.scale != "paper":
         notes.append("Scaled down from the paper (200 epochs, 5 seeds, full MNIST/CIFAR-10): "
                      + ("a class-stratified subset, " if n < len(ds.y_train) else "")
-                     + f"{cfg.epochs} epochs, {cfg.seeds} + {cfg.removal_seeds} seeds, model {cfg.model} "
-                     f"(width {cfg.width}).")
+                     + f"{cfg.epochs} epochs, {cfg.seeds} + {cfg.removal_seeds} seeds, model "
+                     f"{_model_kind(cfg, ds.image_shape[0])} (width {cfg.width}, hidden {cfg.hidden}).")
+    for order in cfg.orders:
+        row = min(balance_rows, key=lambda r: r[f"kept_pct_{order}"])
+        if order != "random" and row[f"kept_pct_{order}"] < 0.25 * 100 * (1 - largest):
+            notes.append(f"Removing {largest:.0%} by {_LABELS[order]} keeps only {row[f'kept_pct_{order}']:.1f}% of "
+                         f"class {row['class']!r} (random removal keeps {100 * (1 - largest):.0f}% of each class on "
+                         "average): a ranking that calls a whole class easy nearly empties it; compare its removal curve at "
+                         "this fraction.")
     notes += diverged
     return Result(verdict=verdict, summary=summary, metrics=metrics,
                   tables={"removal_curve": removal_rows, "unforgettable_vs_paper": paper_rows,
-                          "scoring_runs": seed_rows, "forgetting_count_histogram": count_rows},
+                          "scoring_runs": seed_rows, "forgetting_count_histogram": count_rows,
+                          f"classes_kept_at_{round(100 * largest)}pct_removed": balance_rows},
                   figures=figures, notes=notes)
 
 
@@ -503,10 +534,11 @@ def _histogram_figure(ctx: RunContext, counts: np.ndarray, seeds: int, epochs: i
     weights = np.full(len(counts), 100.0 / max(len(counts), 1))
     ax.hist(counts, bins=edges, weights=weights, color=plots.COLORS["ours"], edgecolor="white", linewidth=0.4)
     ax.set_yscale("log")  # the unforgettable bar dwarfs the rest (the paper zooms in with insets)
-    never = seeds * epochs
-    if top >= never:
-        ax.axvline(never, color=plots.COLORS["baseline"], linestyle="--", linewidth=1,
-                   label=f"never learned in any run (= {never})")
+    for k in range(1, seeds + 1):  # the never-learned rule puts examples at multiples of the epochs
+        if top >= k * epochs:
+            ax.axvline(k * epochs, color=plots.COLORS["baseline"], linestyle=":", linewidth=1,
+                       label=f"never learned in k of {seeds} runs (k × {epochs})" if k == 1 else None)
+    if top >= epochs:
         ax.legend(fontsize=8)
     ax.set_xlabel(f"forgetting events (summed over {seeds} runs of {epochs} epochs)")
     ax.set_ylabel("% of training examples (log scale)")
