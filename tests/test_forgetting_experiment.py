@@ -19,7 +19,8 @@ def test_presets_build_and_paper_scale_follows_the_papers_two_setups() -> None:
     for scale in ("smoke", "small", "paper"):
         exp._check(exp.config(scale))
     cifar = exp.config("paper")
-    assert (cifar.dataset, cifar.model, cifar.epochs, cifar.batch_size, cifar.lr) == ("cifar10", "resnet18", 200, 128, 0.1)
+    assert (cifar.dataset, cifar.model, cifar.epochs, cifar.batch_size, cifar.lr) == (
+        "cifar10", "resnet18", 200, 128, 0.1)
     assert cifar.nesterov and cifar.weight_decay == 5e-4 and cifar.milestones == (60, 120, 160) and cifar.gamma == 0.2
     assert (cifar.score_augment, cifar.removal_augment, cifar.seeds) == ("crop-flip", "crop-flip-cutout", 5)
     mnist = exp.config("paper", dataset="permuted-mnist")

@@ -85,7 +85,8 @@ class ForgettingTracker:
 
     >>> import torch
     >>> t = ForgettingTracker(4)
-    >>> t.update(torch.tensor([0, 1, 2, 3]), torch.tensor([[2., 0], [2, 0], [0, 2], [0, 2]]), torch.tensor([0, 1, 1, 0]))
+    >>> logits = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
+    >>> t.update(torch.tensor([0, 1, 2, 3]), logits, torch.tensor([0, 1, 1, 0]))
     >>> t.presentations().tolist(), t.first_learned().tolist()
     ([1, 1, 1, 1], [0, -1, 0, -1])
     """

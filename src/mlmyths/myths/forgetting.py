@@ -514,8 +514,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         if order != "random" and row[f"kept_pct_{order}"] < 0.25 * 100 * (1 - largest):
             notes.append(f"Removing {largest:.0%} by {_LABELS[order]} keeps only {row[f'kept_pct_{order}']:.1f}% of "
                          f"class {row['class']!r} (random removal keeps {100 * (1 - largest):.0f}% of each class on "
-                         "average): a ranking that calls a whole class easy nearly empties it; compare its removal curve at "
-                         "this fraction.")
+                         "average): a ranking that calls a whole class easy nearly empties it; compare its "
+                         "removal curve at this fraction.")
     notes += diverged
     return Result(verdict=verdict, summary=summary, metrics=metrics,
                   tables={"removal_curve": removal_rows, "unforgettable_vs_paper": paper_rows,
@@ -584,6 +584,8 @@ def _el2n_figure(ctx: RunContext, counts: np.ndarray, el2n: np.ndarray, rho: flo
         groups = [el2n[np.minimum(counts, top) == c] for c in levels]
         present = [(c, g) for c, g in zip(levels, groups) if len(g)]
         ax.boxplot([g for _, g in present], positions=[c for c, _ in present], widths=0.6, showfliers=False)
+        ticks = levels[:: max(1, len(levels) // 12)]  # readable labels when counts run high
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel(f"forgetting count (summed; {top} = {top} or more)")
     ax.set_ylabel("early EL2N score")
     ax.set_title("EL2N early in training vs final forgetting counts"
