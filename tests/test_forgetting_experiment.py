@@ -184,7 +184,7 @@ def test_an_interrupted_scoring_run_resumes_with_its_early_el2n_and_snapshots(tm
         tracker = ForgettingTracker(80)
         log = exp._ScoringLog(tracker, cfg, lambda net: el2n_scores(net, x, y))
         train = TrainConfig(epochs=epochs, batch_size=16, lr=0.5, momentum=0.0)
-        fit(model, x, y, train, callbacks=[tracker, log], epoch_callbacks=[log.after_epoch], checkpoint=checkpoint)
+        fit(model, x, y, train, callbacks=[tracker], epoch_callbacks=[log.after_epoch], checkpoint=checkpoint)
         return tracker, log
 
     whole_tracker, whole = scoring(6)

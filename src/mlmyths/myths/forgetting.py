@@ -250,8 +250,8 @@ class _ScoringLog:
     """What a scoring run records besides the tracker: EL2N after ``el2n_epoch`` epochs and
     snapshots of the forgetting statistics (for the settling figure).
 
-    It is also passed to :func:`fit` as a (no-op) batch callback: fit checkpoints callbacks
-    that have ``state_dict``, so an interrupted scoring run resumes with what it had.
+    Its ``after_epoch`` is an epoch callback of :func:`fit`, which checkpoints the object (it has
+    ``state_dict``), so an interrupted scoring run resumes with what it had.
     """
 
     def __init__(self, tracker: ForgettingTracker, cfg: Config, score: Any):
@@ -262,9 +262,6 @@ class _ScoringLog:
         self.epochs: list[int] = []
         self.unforgettable: list[float] = []  # fraction unforgettable so far
         self.counts: list[torch.Tensor] = []  # (N,) int32 forgetting counts so far
-
-    def __call__(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        pass
 
     def after_epoch(self, epoch: int, net: nn.Module) -> None:
         if epoch == self.el2n_epoch:
@@ -313,7 +310,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         model = new_model(seed)
         tracker = ForgettingTracker(n, device=ctx.device)
         log = _ScoringLog(tracker, cfg, lambda net: el2n_scores(net, x, y, transform=transform, device=ctx.device))
-        result = fit(model, x, y, train_cfg, eval_sets=test_set, callbacks=[tracker, log],
+        result = fit(model, x, y, train_cfg, eval_sets=test_set, callbacks=[tracker],
                      epoch_callbacks=[log.after_epoch], transform=transform, augment=_augmenter(cfg.score_augment),
                      device=ctx.device, seed=ctx.seed_for("train", seed),
                      checkpoint=ctx.checkpoint_path(f"score-seed{seed}"), progress=ctx.progress,
