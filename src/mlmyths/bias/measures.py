@@ -212,21 +212,24 @@ def name_that_dataset(sources: Mapping[str, Any], *, features: str = "hog", n_tr
     picked = [replace(s, images=s.images[torch.from_numpy(rng.permutation(len(s))[:need])], labels=None)
               for s in named]
     images = prepare(picked, size=size, channels=channels, remove=remove)
-    test_x = torch.cat([x[:n_test] for x in images])  # (S * n_test, C, H, W)
+    images = [clf.represent(x) for x in images]  # HOG / pixel vectors, or the images for the CNN
+    test_x = torch.cat([x[:n_test] for x in images])  # (S * n_test, ...)
     test_y = torch.arange(len(named)).repeat_interleave(n_test)
     curve: list[float] = []
+    notes: list[str] = []
     with (progress or no_progress)(len(sizes), f"name that dataset ({clf.features})") as bar:
         for n in sizes:
             train_x = torch.cat([x[n_test:n_test + n] for x in images])
             train_y = torch.arange(len(named)).repeat_interleave(n)
-            (scores,) = clf.fit_predict(train_x, train_y, [test_x], seed=seed)
+            (scores,) = clf.fit_predict(train_x, train_y, [test_x], seed=seed, notes=notes)
             predicted = scores.argmax(1)
             curve.append(float((predicted == test_y.numpy()).mean()))
             bar.advance(1, n_train=n, accuracy=curve[-1])
     confusion = np.zeros((len(named), len(named)), dtype=np.int64)
     np.add.at(confusion, (test_y.numpy(), predicted), 1)
     return NamingResult(tuple(s.name for s in named), clf.features, check_steps(remove), sizes[-1], n_test,
-                        int(np.trace(confusion)), confusion, confidence, sizes, tuple(curve))
+                        int(np.trace(confusion)), confusion, confidence, sizes, tuple(curve),
+                        {"notes": notes} if notes else {})
 
 
 def pseudo_datasets(source: Any, k: int, *, seed: int = 0, name: str = "part") -> dict[str, Source]:
@@ -321,6 +324,7 @@ class CrossDataset:
     scores: np.ndarray  # (S, S, len(sizes)): train i, test j, size k
     chance: np.ndarray  # (S,) score of guessing on each test set
     n_test: int  # test images per source
+    notes: tuple[str, ...] = ()  # problems met on the way (e.g. an SVM that did not converge)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -363,7 +367,7 @@ class CrossDataset:
                 "self": summary["self"].tolist(), "mean_others": summary["mean_others"].tolist(),
                 "percent_drop": summary["percent_drop"].tolist(), "drops": self.drops().tolist(),
                 "values": [[v.value for v in row] for row in values],
-                "value_bounds": [[v.bound for v in row] for row in values]}
+                "value_bounds": [[v.bound for v in row] for row in values], "notes": list(self.notes)}
 
 
 def _task_labels(s: Source, task: str | Sequence[str] | None, common: Sequence[str]) -> tuple[Tensor, Tensor]:
@@ -402,8 +406,9 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
         name: that class against the rest of the same source (scored by average
         precision, like the paper's "car" and "person"); a list of class names:
         classification over those.
-    n_train : training images per source (classes take turns); a list gives learning
-        curves, needed by :meth:`CrossDataset.values`.
+    n_train : training images per source; a list gives learning curves, needed by
+        :meth:`CrossDataset.values`. Test and training images are drawn with the classes
+        taking turns, so both are as class-balanced as the source allows.
     Other parameters as :func:`name_that_dataset`.
     """
     from sklearn.metrics import average_precision_score
@@ -432,21 +437,20 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
         if len(keep) < need:
             raise UserError(f"source {s.name!r} has {len(keep)} images of the task's classes but "
                             f"n_train={sizes[-1]} + n_test={n_test} needs {need}")
-        order = rng.permutation(len(keep))
-        test, rest = order[:n_test], order[n_test:]
-        rest = rest[_balanced_order(y.numpy()[rest], rng)][:sizes[-1]]
-        chosen = torch.from_numpy(np.concatenate([test, rest]))
+        chosen = torch.from_numpy(_balanced_order(y.numpy(), rng)[:need])  # test first, then training
         picked.append(replace(s, images=s.images[keep[chosen]], labels=None))
         labels.append(y[chosen])
-    images = prepare(picked, size=size, channels=channels, remove=remove)
+    clf = _classifier(features, classifier)
+    images = [clf.represent(x) for x in prepare(picked, size=size, channels=channels, remove=remove)]
     tests = [x[:n_test] for x in images]
     test_labels = [y[:n_test].numpy() for y in labels]
-    clf = _classifier(features, classifier)
     scores = np.zeros((len(named), len(named), len(sizes)))
+    notes: list[str] = []
     with (progress or no_progress)(len(named) * len(sizes), f"cross-dataset ({clf.features})") as bar:
         for i in range(len(named)):
             for k, n in enumerate(sizes):
-                out = clf.fit_predict(images[i][n_test:n_test + n], labels[i][n_test:n_test + n], tests, seed=seed)
+                out = clf.fit_predict(images[i][n_test:n_test + n], labels[i][n_test:n_test + n], tests, seed=seed,
+                                      notes=notes)
                 for j, (sc, yt) in enumerate(zip(out, test_labels)):
                     if binary:
                         scores[i, j, k] = average_precision_score(yt == 1, sc[:, 1])
@@ -458,4 +462,4 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     else:
         chance = np.array([float(np.bincount(y, minlength=len(classes)).max() / len(y)) for y in test_labels])
     return CrossDataset(tuple(s.name for s in named), classes, "average_precision" if binary else "accuracy",
-                        sizes, scores, chance, n_test)
+                        sizes, scores, chance, n_test, tuple(notes))
