@@ -9,8 +9,8 @@ scanned 8x8 digits and MNIST's NIST forms, used by the dataset-bias experiment
 typeset glyphs, centred by their bounding box.
 
 Rendering happens once per (font, digit) at ``supersample`` times the output
-size; the jitter is one batched ``grid_sample`` followed by average pooling
-(anti-aliasing), so thousands of images take about a second on a laptop CPU.
+size (cached); the jitter is one batched ``grid_sample`` followed by average
+pooling (anti-aliasing), with no per-image Python loop.
 
 >>> import numpy as np
 >>> images, labels = font_digits(20, size=28, seed=0)

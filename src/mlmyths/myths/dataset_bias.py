@@ -25,7 +25,9 @@ What it does (every item a task, per seed, so ``--resume`` continues):
    there are sources, same classifiers, same removal: must stay at chance.
 4. **Cross-dataset table** for digit classification over the sources that share class
    names (or ``task_sources``): train on each, test on each, self vs mean-others and
-   percent drop (Torralba & Efros, Table 2), raw and after removal; learning curves over
+   percent drop (Torralba & Efros, Table 2), raw and after removal, and Name That Dataset
+   within one shared class at a time (the paper's car crops: content held fixed); learning
+   curves over
    ``cross_curve`` give each source's **dataset value** on each other source (the
    "market value" of a sample, Sec. "Measuring Dataset's Value";
    :func:`mlmyths.bias.dataset_value` documents the definition and interpolation).
@@ -103,6 +105,8 @@ class Config:
     control_source: str = "auto"  # source split into pseudo-datasets; auto: the largest with enough images, else fonts
     cross_curve: tuple[int, ...] = (10, 20, 50, 100, 200, 500, 1000)  # cross-dataset training sizes per source
     cross_features: tuple[str, ...] = ("hog",)  # classifiers of the cross-dataset table (the first decides the verdict)
+    class_n_train: int = 100  # Name That Dataset within one shared class (the paper's car crops): train images per source
+    class_n_test: int = 50  # ... and test images per source
     seeds: int = 2  # repetitions with fresh image draws and classifier seeds
     confidence: float = 0.95  # family-wise confidence of the intervals (Bonferroni over seeds x features)
     svm_c: float = 0.05  # LinearSVC C on standardized features
@@ -116,7 +120,7 @@ class Config:
 SCALES = {
     "smoke": Config(sources=("digits", "fonts", "fashion-mnist?"), n_train=150, n_test=100, curve=(20, 50, 150),
                     features=("hog", "cnn"), curve_features=("hog",), cross_curve=(20, 50, 150), seeds=1,
-                    cnn_epochs=4, cnn_min_steps=40),
+                    cnn_epochs=4, cnn_min_steps=40, class_n_train=30, class_n_test=20),
     "small": Config(),
     "paper": Config(sources=("mnist", "digits", "fonts", "fashion-mnist"), image_size=32,
                     curve=(10, 30, 100, 300, 1000), curve_features=("hog", "pixels", "cnn"), seeds=5, cnn_width=1.0,
@@ -141,6 +145,9 @@ def _check(cfg: Config) -> None:
     if not cfg.remove:
         raise ConfigError("config key 'remove' needs at least one signature-removal step (the verdict compares "
                           f"before and after); choose from {', '.join(STEPS)}")
+    if min(cfg.class_n_train, cfg.class_n_test) < 1:
+        raise ConfigError(f"config keys 'class_n_train' and 'class_n_test' must be >= 1, got {cfg.class_n_train}, "
+                          f"{cfg.class_n_test}")
     if cfg.n_train < 1 or cfg.n_test < 1 or cfg.seeds < 1 or cfg.image_size < 8:
         raise ConfigError(f"need n_train, n_test, seeds >= 1 and image_size >= 8; got n_train={cfg.n_train}, "
                           f"n_test={cfg.n_test}, seeds={cfg.seeds}, image_size={cfg.image_size}")
@@ -251,6 +258,10 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         raise ConfigError(f"Name That Dataset needs n_train + n_test = {ntd_need} images per source; "
                           f"{', '.join(short)} have fewer: lower n_train/n_test")
     group = _task_group(cfg, sources)
+    short = [f"{s.name} ({len(s)})" for s in group if len(s) < cross_need]
+    if short:
+        raise ConfigError(f"the cross-dataset table needs max(cross_curve) + n_test = {cross_need} images per source; "
+                          f"{', '.join(short)} have fewer: lower cross_curve/n_test")
     control = _control_source(cfg, ctx, sources, len(sources) * ntd_need)
     if control is None:
         notes.append(f"no source has the {len(sources) * ntd_need} images the pseudo-dataset control needs")
@@ -270,6 +281,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     ladder_runs: dict[tuple[tuple[str, ...], int], dict[str, Any]] = {}
     controls: dict[tuple[str, int], dict[str, Any]] = {}
     cross: dict[tuple[str, str, int], dict[str, Any]] = {}
+    same_class: dict[int, dict[str, Any]] = {}
     curve = tuple(sorted(set(cfg.curve) | {cfg.n_train}))
     for seed in range(cfg.seeds):
         for features in cfg.features:
@@ -295,16 +307,44 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                             {g.name: g for g in group}, features=f, n_train=cfg.cross_curve, n_test=cfg.n_test,
                             seed=ctx.seed_for("cross", s), size=cfg.image_size, remove=r,
                             classifier=_classifier(cfg, f, ctx), progress=ctx.progress).to_dict())
-    if not group:
+    if group:
+        for seed in range(cfg.seeds):
+            same_class[seed] = ctx.task(f"same-class-s{seed}", lambda s=seed: _same_class(cfg, ctx, group, steps, s))
+    else:
         notes.append("no two sources share class names, so there is no cross-dataset table; set task_sources or add "
                      "labeled sources with the same classes")
 
     verdict = _verdict(cfg, ntd, controls, cross, level)
     figures = _figures(cfg, ctx, sources, steps, ntd, ladder_runs, controls, cross)
     metrics, tables = _report(cfg, sources, group, control, steps, ntd, ladder_runs, controls, cross)
+    _report_same_class(cfg, same_class, metrics, tables)
     notes += _notes(cfg, level, ntd, controls, cross)
-    return Result(verdict=verdict, summary=_summary(cfg, sources, steps, ntd, controls, cross), metrics=metrics,
+    return Result(verdict=verdict, summary=_summary(cfg, sources, steps, ntd, controls, cross, metrics), metrics=metrics,
                   tables=tables, figures=figures, notes=notes)
+
+
+def _same_class(cfg: Config, ctx: RunContext, group: Sequence[Source], steps: tuple[str, ...],
+                seed: int) -> dict[str, Any]:
+    """Name That Dataset (HOG) on the images of one shared class at a time (the paper's car crops)."""
+    out: dict[str, list[Any]] = {"class": [], "accuracy": [], "correct": [], "total": [], "skipped": []}
+    need = cfg.class_n_train + cfg.class_n_test
+    for name in group[0].classes:
+        subset = {}
+        for g in group:
+            assert g.labels is not None
+            index = (g.labels == g.classes.index(name)).nonzero()[:, 0]
+            subset[g.name] = replace(g, images=g.images[index], labels=None)
+        if min(len(v) for v in subset.values()) < need:
+            out["skipped"].append(name)
+            continue
+        r = name_that_dataset(subset, features="hog", n_train=cfg.class_n_train, n_test=cfg.class_n_test,
+                              seed=ctx.seed_for("class", name, seed), size=cfg.image_size, remove=steps,
+                              classifier=_classifier(cfg, "hog", ctx), confidence=cfg.confidence)
+        out["class"].append(name)
+        out["accuracy"].append(r.accuracy)
+        out["correct"].append(r.correct)
+        out["total"].append(r.total)
+    return out
 
 
 # -- verdict --------------------------------------------------------------------------------------------------
@@ -379,6 +419,9 @@ def _report(cfg: Config, sources: Sequence[Source], group: Sequence[Source], con
             mean, std = _mean_std([r["accuracy"] for r in runs])
             metrics[f"ntd_{f}_{tag}_accuracy"] = mean
             metrics[f"ntd_{f}_{tag}_ci_low"] = min(r["ci_low"] for r in runs)
+            if len(runs[0]["curve_accuracy"]) > 1:  # still rising with more data? (paper: yes)
+                metrics[f"ntd_{f}_{tag}_last_curve_gain"] = float(np.mean(
+                    [r["curve_accuracy"][-1] - r["curve_accuracy"][-2] for r in runs]))
             rows.append({"features": f, "signatures": "+".join(steps) if tag == "removed" else "none",
                          "accuracy": mean, "std": std, "ci_low": min(r["ci_low"] for r in runs),
                          "ci_high": max(r["ci_high"] for r in runs), "chance": runs[0]["chance"],
@@ -443,6 +486,24 @@ def _report(cfg: Config, sources: Sequence[Source], group: Sequence[Source], con
     return metrics, tables
 
 
+def _report_same_class(cfg: Config, same_class: dict, metrics: dict[str, Any],
+                       tables: dict[str, list[dict[str, Any]]]) -> None:
+    from mlmyths.bias import clopper_pearson
+
+    runs = [same_class[s] for s in sorted(same_class)]
+    if not runs or not runs[0]["class"]:
+        return
+    correct = sum(sum(r["correct"]) for r in runs)
+    total = sum(sum(r["total"]) for r in runs)
+    low, high = clopper_pearson(correct, total, cfg.confidence)
+    metrics["same_class_hog_accuracy"] = correct / total
+    metrics["same_class_hog_ci_low"], metrics["same_class_hog_ci_high"] = low, high
+    accuracy = np.mean([r["accuracy"] for r in runs], axis=0)
+    tables["same_class_hog_removed"] = [{"class": c, "accuracy": float(a), "train per source": cfg.class_n_train,
+                                         "test per source": cfg.class_n_test}
+                                        for c, a in zip(runs[0]["class"], accuracy)]
+
+
 def _value_text(value: float, bound: str) -> str:
     prefix = {"exact": "", "at_most": "≤ ", "at_least": "≥ "}[bound]
     return f"{prefix}{value:.3g}"
@@ -466,7 +527,7 @@ def _notes(cfg: Config, level: float, ntd: dict, controls: dict, cross: dict) ->
 
 
 def _summary(cfg: Config, sources: Sequence[Source], steps: tuple[str, ...], ntd: dict, controls: dict,
-             cross: dict) -> str:
+             cross: dict, metrics: dict[str, Any]) -> str:
     seeds = range(cfg.seeds)
     parts = [f"Name That Dataset over {len(sources)} sources ({', '.join(s.name for s in sources)}; chance "
              f"{_pct(1 / len(sources))}), {cfg.n_train} training and {cfg.n_test} test images per source, "
@@ -483,6 +544,10 @@ def _summary(cfg: Config, sources: Sequence[Source], steps: tuple[str, ...], ntd
             drops = ", ".join(f"{n} {d:.0f}%" for n, d in zip(record["names"], record["percent_drop"]))
             parts.append(f"Cross-dataset digit classification ({key[0]}, after removal, seed 0): percent drop "
                          f"{drops}.")
+    if "same_class_hog_accuracy" in metrics:
+        parts.append(f"Within one digit class at a time (HOG, after removal): {_pct(metrics['same_class_hog_accuracy'])} "
+                     f"over {metrics['cross_sources'].replace(',', ', ')} (chance "
+                     f"{_pct(1 / len(metrics['cross_sources'].split(',')))}).")
     parts.append(f"Paper: {_pct(PAPER_ACCURACY)} over 12 datasets (chance {_pct(PAPER_CHANCE)}).")
     return " ".join(parts)
 
