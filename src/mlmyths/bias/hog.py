@@ -101,16 +101,29 @@ def hog(images: Tensor, *, orientations: int = 9, pixels_per_cell: int | tuple[i
                         f"{bh}x{bw} cells; need at least {bh * ch}x{bw * cw}")
     if not images.is_floating_point():
         images = images.float()
-    # Bin edges as scikit-image computes them (single precision), so that bins agree exactly.
+    # Bin i holds angles in [lower[i], upper[i]); the edges are rounded to single precision, as
+    # scikit-image computes them, so that bins agree exactly.
     edges = torch.tensor([180.0 / orientations * i for i in range(1, orientations)], dtype=torch.float32)
     edges = edges.to(images.dtype)
-    outs = [_hog_batch(images[s:s + batch_size], orientations, ch, cw, bh, bw, block_norm, edges)
+    infinity = torch.tensor([torch.inf], dtype=images.dtype)
+    bounds = (torch.cat([-infinity, edges]), torch.cat([edges, infinity]))
+    outs = [_hog_batch(images[s:s + batch_size], orientations, ch, cw, bh, bw, block_norm, bounds)
             for s in range(0, n, batch_size)]
     return torch.cat(outs) if outs else images.new_zeros(0, hog_size((h, w), orientations, (ch, cw), (bh, bw)))
 
 
+def _orientation_bins(angle: Tensor, orientations: int, bounds: tuple[Tensor, Tensor]) -> Tensor:
+    """Bin index of each angle in [0, 180): a division, then a +-1 correction where rounding put
+    an angle on the wrong side of an edge."""
+    lower, upper = bounds
+    bins = (angle * (orientations / 180.0)).floor().long().clamp_(0, orientations - 1)
+    bins -= (angle < lower[bins]).long()
+    bins += (angle >= upper[bins]).long()
+    return bins
+
+
 def _hog_batch(x: Tensor, orientations: int, ch: int, cw: int, bh: int, bw: int, block_norm: str,
-               edges: Tensor) -> Tensor:
+               bounds: tuple[Tensor, Tensor]) -> Tensor:
     b, c, h, w = x.shape
     ncr, ncc = h // ch, w // cw
     g_row, g_col = _gradients(x)  # (B, C, H, W) each
@@ -121,7 +134,7 @@ def _hog_batch(x: Tensor, orientations: int, ch: int, cw: int, bh: int, bw: int,
         magnitude = magnitude.gather(1, best)
     g_row, g_col, magnitude = g_row[:, 0], g_col[:, 0], magnitude[:, 0]  # (B, H, W)
     angle = torch.rad2deg(torch.atan2(g_row, g_col)) % 180.0
-    bins = torch.bucketize(angle, edges, right=True)  # bin i holds [edge_{i-1}, edge_i)
+    bins = _orientation_bins(angle, orientations, bounds)  # (B, H, W)
     # Cells tile the image from the top-left corner; leftover rows/columns are ignored.
     magnitude = magnitude[:, :ncr * ch, :ncc * cw]
     bins = bins[:, :ncr * ch, :ncc * cw]
