@@ -56,7 +56,7 @@ def _ours32(x: np.ndarray, case: Case) -> np.ndarray:
 def _skimage(x: np.ndarray, case: Case) -> np.ndarray:
     from skimage.feature import hog as sk_hog
 
-    kwargs = dict(pixels_per_cell=(case.cell, case.cell), cells_per_block=(case.block, case.block))
+    kwargs = {"pixels_per_cell": (case.cell, case.cell), "cells_per_block": (case.block, case.block)}
     if case.channels == 1:
         return np.stack([sk_hog(img[0], **kwargs) for img in x])
     return np.stack([sk_hog(img, channel_axis=0, **kwargs) for img in x])
@@ -99,8 +99,8 @@ def main() -> None:
                f"{os.getloadavg()[0]:.1f}")
     lines = ["# dataset-bias: HOG features", "",
              f"`benchmarks/bias_hog.py`, {rounds} rounds round-robin, median per 1000 images. Machine: {machine}.", "",
-             "| case | precision | ours wall ms | skimage wall ms | speed-up (wall) | ours CPU ms | skimage CPU ms | "
-             "speed-up (CPU) | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+             ("| case | precision | ours wall ms | skimage wall ms | speed-up (wall) | ours CPU ms | "
+              "skimage CPU ms | speed-up (CPU) | max abs diff |"), "|---|---|---|---|---|---|---|---|---|"]
     for case in CASES:
         r = measure(case, rounds)
         for name, label, diff in (("ours", "float64", r["diff64"]), ("ours32", "float32", r["diff32"])):

@@ -66,8 +66,8 @@ import numpy as np
 from mlmyths import config as configs
 from mlmyths import data, plots
 from mlmyths.bias import (
-    FEATURES, STEPS, Classifier, Source, cross_dataset_table, load_source,
-    name_that_dataset, prepare, pseudo_datasets,
+    FEATURES, STEPS, Classifier, Source, cross_dataset_table, load_source, name_that_dataset, prepare,
+    pseudo_datasets,
 )
 from mlmyths.bias.sources import FONTS
 from mlmyths.errors import ConfigError, DataError
@@ -209,6 +209,10 @@ def _task_group(cfg: Config, sources: Sequence[Source]) -> list[Source]:
         if missing:
             raise ConfigError(f"config key 'task_sources' names {missing}, which are not among the loaded sources "
                               f"{list(by_name)}")
+        unlabeled = [n for n in cfg.task_sources if not by_name[n].labeled]
+        if unlabeled or len(cfg.task_sources) < 2:
+            raise ConfigError(f"config key 'task_sources' needs at least two labeled sources; got "
+                              f"{list(cfg.task_sources)}, of which unlabeled: {unlabeled}")
         return [by_name[n] for n in cfg.task_sources]
     groups: dict[tuple[str, ...], list[Source]] = {}
     for s in sources:
@@ -511,13 +515,13 @@ def _value_text(value: float, bound: str) -> str:
 
 def _notes(cfg: Config, level: float, ntd: dict, controls: dict, cross: dict) -> list[str]:
     notes = [
-        f"Intervals are Clopper-Pearson at {100 * level:.2f}% per test (Bonferroni: {100 * cfg.confidence:.0f}% "
-        f"family-wise over {cfg.seeds} seed(s) x {len(cfg.features)} classifier(s)).",
-        "Deviations from the paper: digit datasets of different collection processes instead of 12 object "
-        "datasets; grey images resized to a common size first; cross-dataset scores are multi-class accuracy on "
-        "class-balanced test sets (the paper: average precision of 'car'/'person' detectors); dataset values are "
-        "read off learning curves by log-linear interpolation (see mlmyths.bias.dataset_value); a value outside "
-        "the measured curve is reported as a bound (<= or >=).",
+        (f"Intervals are Clopper-Pearson at {100 * level:.2f}% per test (Bonferroni: {100 * cfg.confidence:.0f}% "
+         f"family-wise over {cfg.seeds} seed(s) x {len(cfg.features)} classifier(s))."),
+        ("Deviations from the paper: digit datasets of different collection processes instead of 12 object "
+         "datasets; grey images resized to a common size first; cross-dataset scores are multi-class accuracy on "
+         "class-balanced test sets (the paper: average precision of 'car'/'person' detectors); dataset values are "
+         "read off learning curves by log-linear interpolation (see mlmyths.bias.dataset_value); a value outside "
+         "the measured curve is reported as a bound (<= or >=)."),
     ]
     for record in [*ntd.values(), *controls.values()]:
         notes += record.get("notes", [])
@@ -529,9 +533,9 @@ def _notes(cfg: Config, level: float, ntd: dict, controls: dict, cross: dict) ->
 def _summary(cfg: Config, sources: Sequence[Source], steps: tuple[str, ...], ntd: dict, controls: dict,
              cross: dict, metrics: dict[str, Any]) -> str:
     seeds = range(cfg.seeds)
-    parts = [f"Name That Dataset over {len(sources)} sources ({', '.join(s.name for s in sources)}; chance "
-             f"{_pct(1 / len(sources))}), {cfg.n_train} training and {cfg.n_test} test images per source, "
-             f"{cfg.seeds} seed(s):"]
+    parts = [(f"Name That Dataset over {len(sources)} sources ({', '.join(s.name for s in sources)}; chance "
+              f"{_pct(1 / len(sources))}), {cfg.n_train} training and {cfg.n_test} test images per source, "
+              f"{cfg.seeds} seed(s):")]
     for f in cfg.features:
         before = np.mean([ntd[f, "raw", s]["accuracy"] for s in seeds])
         after = np.mean([ntd[f, "removed", s]["accuracy"] for s in seeds])
