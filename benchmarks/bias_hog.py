@@ -96,9 +96,11 @@ def main() -> None:
     rounds = 3 if args.quick else 7
     machine = (f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
                f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average "
-               f"{os.getloadavg()[0]:.1f}")
+               f"{os.getloadavg()[0]:.1f}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     lines = ["# dataset-bias: HOG features", "",
-             f"`benchmarks/bias_hog.py`, {rounds} rounds round-robin, median per 1000 images. Machine: {machine}.", "",
+             f"`benchmarks/bias_hog.py`, {rounds} rounds round-robin, median per 1000 images. Machine: {machine}.",
+             "On a machine shared with other jobs, OpenMP's default busy-waiting makes 2-thread torch code "
+             "erratically slow; OMP_WAIT_POLICY=PASSIVE avoids that. Rerun on a quiet machine for final numbers.", "",
              ("| case | precision | ours wall ms | skimage wall ms | speed-up (wall) | ours CPU ms | "
               "skimage CPU ms | speed-up (CPU) | max abs diff |"), "|---|---|---|---|---|---|---|---|---|"]
     for case in CASES:
