@@ -136,8 +136,8 @@ def test_clopper_pearson_known_values():
     from scipy.stats import binomtest
 
     ref = binomtest(37, 120).proportion_ci(0.9, method="exact")
-    assert clopper_pearson(37, 120, 0.9) == pytest.approx((ref.low, ref.high), abs=1e-9)
-    with pytest.raises(UserError, match="successes=11, trials=10"):
+    assert clopper_pearson(37, 120, alpha=0.1) == pytest.approx((ref.low, ref.high), abs=1e-9)
+    with pytest.raises(UserError, match="got k=11, n=10"):
         clopper_pearson(11, 10)
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mlmyths.stats import clopper_pearson
 from mlmyths.bias.classifiers import Classifier
 from mlmyths.bias.signatures import check_steps, remove_signatures
 from mlmyths.bias.sources import Source, as_source, harmonize
@@ -55,19 +56,6 @@ __all__ = ["prepare", "clopper_pearson", "binomial_p_value", "NamingResult", "na
 
 
 # -- statistics ---------------------------------------------------------------------------------
-
-
-def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) two-sided confidence interval of a binomial proportion."""
-    from scipy.stats import beta
-
-    if trials < 1 or not 0 <= successes <= trials or not 0 < confidence < 1:
-        raise UserError(f"clopper_pearson needs 0 <= successes <= trials, trials >= 1 and 0 < confidence < 1; "
-                        f"got successes={successes}, trials={trials}, confidence={confidence}")
-    alpha = 1.0 - confidence
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
-    return low, high
 
 
 def binomial_p_value(successes: int, trials: int, chance: float) -> float:
@@ -152,7 +140,7 @@ class NamingResult:
 
     @property
     def ci(self) -> tuple[float, float]:
-        return clopper_pearson(self.correct, self.total, self.confidence)
+        return clopper_pearson(self.correct, self.total, alpha=1.0 - self.confidence)
 
     @property
     def p_value(self) -> float:

@@ -499,7 +499,7 @@ def _report_same_class(cfg: Config, same_class: dict, metrics: dict[str, Any],
         return
     correct = sum(sum(r["correct"]) for r in runs)
     total = sum(sum(r["total"]) for r in runs)
-    low, high = clopper_pearson(correct, total, cfg.confidence)
+    low, high = clopper_pearson(correct, total, alpha=1.0 - cfg.confidence)
     metrics["same_class_hog_accuracy"] = correct / total
     metrics["same_class_hog_ci_low"], metrics["same_class_hog_ci_high"] = low, high
     accuracy = np.mean([r["accuracy"] for r in runs], axis=0)

@@ -31,8 +31,9 @@ from mlmyths.reuse.selection import (
     AttackResult, SelectionTrace, ThresholdoutSettings, boosting_attack, greedy_selection, random_partitions,
     random_splits,
 )
+from mlmyths.stats import clopper_pearson
 from mlmyths.reuse.stats import (
-    LinearFit, RankAgreement, bootstrap_accuracies, clopper_pearson, independent_agreement, kendall_tau,
+    LinearFit, RankAgreement, bootstrap_accuracies, independent_agreement, kendall_tau,
     linear_fit, pairwise_agreement, probit_fit, rank_agreement, spearman_rho,
 )
 from mlmyths.reuse.zoo import FAMILIES, ZooConfig, train_family

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from mlmyths.errors import UserError
+from mlmyths.stats import clopper_pearson
 from mlmyths.reuse.stats import (
-    LinearFit, RankAgreement, clopper_pearson, independent_agreement, linear_fit, off_diagonal_mean,
+    LinearFit, RankAgreement, independent_agreement, linear_fit, off_diagonal_mean,
     pairwise_agreement, probit_fit, rank_agreement,
 )
 
