@@ -70,14 +70,16 @@ def _s(acc: float | None, diverged_at: int | None = None) -> dict:
 def test_decide_refuted_when_fixup_is_close_and_none_fails() -> None:
     v = fixup.decide({"none": _s(None, 2), "batchnorm": _s(98.6), "fixup": _s(97.5), "skipinit": _s(96.0)}, depth=110)
     assert v.outcome == "refuted"
-    assert "fixup" in v.reason and "1.10 points" in v.reason and "none diverged at step 2" in v.reason
+    assert "fixup" in v.reason and "1.10 points below BatchNorm" in v.reason and "none diverged at step 2" in v.reason
     # SkipInit alone suffices; 'far behind' without diverging also counts
     v = fixup.decide({"none": _s(60.0), "batchnorm": _s(90.0), "fixup": _s(80.0), "skipinit": _s(89.0)}, depth=56)
-    assert v.outcome == "refuted" and "skipinit" in v.reason
+    assert v.outcome == "refuted" and "skipinit" in v.reason and "1.00 points below" in v.reason
+    v = fixup.decide({"none": _s(None, 2), "batchnorm": _s(97.5), "fixup": _s(97.8)}, depth=110)
+    assert v.outcome == "refuted" and "0.30 points above BatchNorm" in v.reason
 
 
 @pytest.mark.parametrize("final,outcome,phrase", [
-    ({"none": _s(None, 3), "batchnorm": _s(98.0), "fixup": _s(96.0)}, "inconclusive", "2.00 points behind"),
+    ({"none": _s(None, 3), "batchnorm": _s(98.0), "fixup": _s(96.0)}, "inconclusive", "ends 2.00 points below"),
     ({"none": _s(95.0), "batchnorm": _s(98.0), "fixup": _s(97.9)}, "inconclusive", "neither diverged nor fell"),
     ({"none": _s(None, 3), "batchnorm": _s(None, 9), "fixup": _s(97.9)}, "inconclusive", "BatchNorm baseline did not"),
     ({"none": _s(None, 3), "batchnorm": _s(98.0), "fixup": _s(None, 5), "skipinit": _s(None, 7)}, "supported",

@@ -126,11 +126,12 @@ def measure(norm: str, depth: int, x: Tensor, y: Tensor, *, width: int = 4, num_
             seed: int = 0) -> SignalStats:
     """Build ``resnet(depth, norm, width=width)`` under ``torch.manual_seed(seed)`` and measure it.
 
-    The network is freed when this returns, so a sweep over depths holds one network at a time.
+    The network is built on the CPU (so that a seed gives the same weights on any device), moved
+    to ``x``'s device, and freed when this returns: a sweep over depths holds one network at a time.
     """
     torch.manual_seed(seed)
     model = resnet(depth, norm=norm, num_classes=num_classes, in_channels=x.shape[1], width=width)  # type: ignore[arg-type]
-    return signal_propagation(model, x, y)
+    return signal_propagation(model.to(x.device), x, y)
 
 
 def growth_per_block(stats: SignalStats) -> float:
