@@ -144,6 +144,9 @@ def main() -> None:
         sections.append(f"### {device.type.upper()}: {desc}\n\nMedian of {rounds} round-robin steps after "
                         f"{warmup} warm-up step(s); one step = forward, cross-entropy, backward, SGD update"
                         + (" (bf16 autocast)" if device.type == "cuda" else "") + ".\n\n" + table(device, results))
+    if not torch.cuda.is_available():
+        sections.append("### CUDA\n\nNo CUDA device was available for this run; on one, the script also times "
+                        + " and ".join(f"{c.name} (batch {c.batch})" for c in CUDA_CASES) + " under bf16 autocast.")
     report = ("## fixup: training-step time, Fixup vs BatchNorm vs no normalization\n\n"
               "`PYTHONPATH=src python benchmarks/fixup_step.py` (this file: `--write docs/benchmarks/fixup.md`). "
               "Ratios below 1 mean Fixup's step is faster than BatchNorm's at the same depth and width.\n\n"

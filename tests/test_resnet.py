@@ -129,9 +129,9 @@ def test_standard_init_variants() -> None:
         conv2 = torch.cat([b.conv2.weight.detach().flatten() for b in net.blocks[:3]])  # stage 1: (16, 16, 3, 3)
         assert abs(float(conv2.std()) / he_std(net.blocks[0].conv2) - 1) < 0.05, norm
         assert torch.count_nonzero(net.head.fc.weight) > 0
-    assert all(float(b.scale) == 1.0 for b in nets["none"].blocks)
-    assert all(float(b.scale) == 0.0 for b in nets["skipinit"].blocks)
-    assert all(float(b.scale) == 0.0 for b in nets["rezero"].blocks)
+    assert all(b.scale.item() == 1.0 for b in nets["none"].blocks)
+    assert all(b.scale.item() == 0.0 for b in nets["skipinit"].blocks)
+    assert all(b.scale.item() == 0.0 for b in nets["rezero"].blocks)
     bn = nets["batchnorm"]
     assert all(torch.count_nonzero(b.bn2.weight) == 0 for b in bn.blocks)  # zero_init_residual
     assert all(torch.all(b.bn1.weight == 1) for b in bn.blocks)
@@ -174,6 +174,30 @@ def test_forward_at_init_is_identity_plus_first_layer(norm: str) -> None:
         assert torch.count_nonzero(logits) == 0  # zero classifier
     else:
         assert torch.allclose(logits, net.head.fc(expected.mean(dim=(2, 3))), atol=1e-6)
+
+
+def test_scalar_bias_placement_matches_the_official_block() -> None:
+    """bias1a shifts the branch input (and the stage-change shortcut's), never the identity path."""
+    torch.manual_seed(0)
+    net = resnet(20, norm="fixup", in_channels=1, width=2)
+    plain, down = net.blocks[1], net.blocks[3]  # stage 1 block 2; first block of stage 2
+    assert not plain.downsample and down.downsample
+    x = torch.rand(2, 2, 8, 8)  # non-negative, like a post-ReLU stream
+    with torch.no_grad():
+        for block in (plain, down):
+            block.bias1a.fill_(0.5)
+        # conv2 = 0 at Fixup init: the branch is bias2b = 0, the block returns relu(identity)
+        assert torch.equal(plain(x), x)
+        expected = F.relu(shortcut(x + 0.5, down.out_channels, 2))
+        assert torch.equal(down(x), expected)
+        assert torch.count_nonzero(expected[:, 2:]) == 0  # padded channels stay zero
+        plain.bias2b.fill_(-0.25)
+        assert torch.allclose(plain(x), F.relu(x - 0.25))
+        plain.scale.fill_(2.0)
+        plain.conv2.weight.normal_()
+        h = F.relu(F.conv2d(x + 0.5, plain.conv1.weight, padding=1) + plain.bias1b)
+        branch = 2.0 * F.conv2d(h + plain.bias2a, plain.conv2.weight, padding=1) - 0.25
+        assert torch.allclose(plain(x), F.relu(x + branch), atol=1e-6)
 
 
 def test_batchnorm_zero_init_residual_is_identity_in_training_mode() -> None:

@@ -98,12 +98,13 @@ class BasicBlock(nn.Module):
     """One residual block ``relu(shortcut(x) + branch(x))`` (``x + alpha * branch(x)`` for ReZero).
 
     ``(B, in_channels, H, W) -> (B, out_channels, H / stride, W / stride)``.
-    Scalar variants (``SCALAR_NORMS``) compute, as in the Fixup paper's Fig. 1 (right)::
+    Scalar variants (``SCALAR_NORMS``) compute (Fixup paper Sec. 3, rule 3)::
 
         h = relu(conv1(x + bias1a) + bias1b)
         branch = scale * conv2(h + bias2a) + bias2b
 
-    and the shortcut sees ``x + bias1a`` at a stage change (as in the official code).
+    The identity shortcut carries ``x`` itself; at a stage change the option-A shortcut sees
+    ``x + bias1a``, as in the official code.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: Norm = "fixup"):
@@ -128,10 +129,10 @@ class BasicBlock(nn.Module):
             h = self.bn2(self.conv2(h))
             identity = shortcut(x, self.out_channels, self.stride) if self.downsample else x
             return F.relu(identity + h)
-        x = x + self.bias1a
-        h = F.relu(self.conv1(x) + self.bias1b)
+        shifted = x + self.bias1a
+        h = F.relu(self.conv1(shifted) + self.bias1b)
         h = self.conv2(h + self.bias2a) * self.scale + self.bias2b
-        identity = shortcut(x, self.out_channels, self.stride) if self.downsample else x
+        identity = shortcut(shifted, self.out_channels, self.stride) if self.downsample else x
         if self.norm == "rezero":
             return identity + h
         return F.relu(identity + h)
