@@ -35,6 +35,14 @@ minutes on 2 CPU cores: digits, depths 8-110 for 15 epochs (2 seeds at 110), the
 epochs of a 1,004-layer net,
 signal propagation to 10,004 layers); ``paper`` (CIFAR-10, width 16, first-epoch accuracy
 up to 10,004 layers, ResNet-110 for 200 epochs with and without mixup; GPU).
+
+Examples::
+
+    mlmyths run fixup                                   # small: digits, about 5 CPU-minutes
+    mlmyths run fixup --set warmup_epochs=1             # the same with a 1-epoch lr warm-up
+    mlmyths run fixup --dataset fashion-mnist --set image_size=14 --set train_subset=10000
+                                                        # Fashion-MNIST, downsampled (slower)
+    mlmyths run fixup --scale paper --device cuda       # CIFAR-10, the paper's setup
 """
 from __future__ import annotations
 
