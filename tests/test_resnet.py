@@ -234,7 +234,7 @@ def test_checkpointing_gives_the_same_loss_and_gradients(norm: str) -> None:
         net = resnet(32, norm=norm, in_channels=1, width=4, checkpoint_every=every).train()
         loss = F.cross_entropy(net(x), y)
         loss.backward()
-        grads.append((float(loss), [p.grad.clone() for p in net.parameters()]))
+        grads.append((loss.item(), [p.grad.clone() for p in net.parameters()]))
     (loss0, g0), (loss1, g1) = grads
     assert loss0 == pytest.approx(loss1, rel=1e-6)
     for a, b in zip(g0, g1):
@@ -324,7 +324,7 @@ def test_signal_propagation_matches_a_plain_backward_pass() -> None:
     assert all(p.grad is None for p in net.parameters())  # gradients are not left behind
     loss = F.cross_entropy(net(x), y)
     loss.backward()
-    assert stats.loss == pytest.approx(float(loss), rel=1e-6)
+    assert stats.loss == pytest.approx(loss.item(), rel=1e-6)
     expected = [float(p.grad.norm()) for _, p in weight_layers(net)]
     assert np.allclose(stats.layer_grad_norms, expected, rtol=1e-5)
     total = math.sqrt(sum(float(p.grad.double().norm()) ** 2 for p in net.parameters()))

@@ -31,14 +31,14 @@ seeds; a variant with any diverged seed counts as diverged):
   more than 1.5 points behind at this budget, or ``none`` keeps up), with the numbers.
 
 Scales: ``smoke`` (CI, ~15 s: digits, depths 8 and 32, 4 epochs); ``small`` (default,
-minutes on 2 CPU cores: digits, depths 8-110 for 15 epochs (2 seeds at 110), the first 2
+minutes on 2 CPU cores: digits, depths 8-110 for 15 epochs (2 seeds at 110), the first 4
 epochs of a 1,004-layer net,
 signal propagation to 10,004 layers); ``paper`` (CIFAR-10, width 16, first-epoch accuracy
 up to 10,004 layers, ResNet-110 for 200 epochs with and without mixup; GPU).
 
 Examples::
 
-    mlmyths run fixup                                   # small: digits, about 5 CPU-minutes
+    mlmyths run fixup                                   # small: digits, about 7 CPU-minutes
     mlmyths run fixup --set warmup_epochs=1             # the same with a 1-epoch lr warm-up
     mlmyths run fixup --dataset fashion-mnist --set image_size=14 --set train_subset=10000
                                                         # Fashion-MNIST, downsampled (slower)
@@ -101,7 +101,7 @@ class Config:
     seeds: int = 2  #: (c) seeds of the headline comparison (seed 0 is the sweep's run when the budgets agree)
     deep_depth: int = 1004  #: (c) the deepest net, trained for the first ``deep_epochs`` of the sweep's schedule
     #: (0: skip; also skipped when it is a sweep depth, since the sweep trains it)
-    deep_epochs: int = 2  #: epochs trained at ``deep_depth``
+    deep_epochs: int = 4  #: epochs trained at ``deep_depth``
     batch_size: int = 64  #: examples per SGD step
     lr: float = 0.1  #: learning rate shared by every variant (the BatchNorm default)
     scalar_lr_factor: float = 0.1  #: scalar biases and multipliers train at lr x this (Fixup's lr/10)
@@ -541,7 +541,7 @@ def _plot_signal(cfg: Config, ctx: RunContext, signal: dict[tuple[str, int], dic
 
 def _plot_trainability(cfg: Config, ctx: RunContext, d: Data, sweep: dict[tuple[str, int], dict[str, Any]],
                        deep: dict[str, dict[str, Any]]) -> str:
-    fig, axes = plots.new_figure(1, 2, width=4.8)
+    fig, axes = plots.new_figure(1, 3 if deep else 2, width=4.8)
     chance = 100.0 / d.num_classes
     for v in cfg.variants:
         runs = [sweep[(v, depth)] for depth in cfg.depths]
@@ -557,6 +557,19 @@ def _plot_trainability(cfg: Config, ctx: RunContext, d: Data, sweep: dict[tuple[
         ax.axhline(chance, color="k", lw=0.6, ls=":")
         ax.set(xscale="log", xlabel="depth (layers)", ylabel="test accuracy (%)", title=title, ylim=(0, 100))
     axes[0].legend(fontsize=7, title=f"x: diverged (shown at chance); lr {cfg.lr:g}", title_fontsize=7)
+    if deep:  # the deepest net, epoch by epoch
+        ax = axes[2]
+        for v, r in deep.items():
+            curve = np.asarray(r["test_acc_per_epoch"], dtype=float)
+            if r["diverged_at"] is not None:
+                ax.plot([], [], color=_color(v), label=f"{v}: diverged at step {r['diverged_at']}")
+            else:
+                ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=4, color=_color(v), label=v)
+        ax.axhline(chance, color="k", lw=0.6, ls=":")
+        ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(0, 100),
+               title=f"{cfg.deep_depth} layers, first {cfg.deep_epochs} epoch(s)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
     return ctx.save_figure(fig, "trainability_vs_depth")
 
 
