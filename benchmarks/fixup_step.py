@@ -151,10 +151,10 @@ def main() -> None:
               "`PYTHONPATH=src python benchmarks/fixup_step.py` (this file: `--write docs/benchmarks/fixup.md`). "
               "Ratios below 1 mean Fixup's step is faster than BatchNorm's at the same depth and width.\n\n"
               + "\n\n".join(sections) + "\n")
-    print(report)
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:
             f.write(report)
+    print(report)
 
 
 if __name__ == "__main__":
