@@ -15,14 +15,6 @@ from mlmyths.myths import fixup
 from mlmyths.runs import OUTCOMES, RunContext
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # -- configuration -----------------------------------------------------------------------------
 
 

@@ -17,16 +17,6 @@ from mlmyths.models.resnet import (NORMS, SCALAR_NORMS, ResNet, fixup_param_grou
 from mlmyths.models.signal import growth_per_block, measure, signal_propagation, weight_layers
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """These nets are tiny (width <= 16, 8x8 images): intra-op threads only add synchronization,
-    which on a loaded machine costs far more than it saves."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _inputs(batch: int = 8, channels: int = 1, side: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, channels, side, side, generator=g), torch.randint(0, 10, (batch,), generator=g)

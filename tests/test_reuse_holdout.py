@@ -117,11 +117,10 @@ def test_vote_update_matches_a_direct_plurality_vote():
     votes = _Votes(300, 4)
     for k in range(7):
         cand = votes.with_each(preds)  # each candidate added to the current ensemble
-        chosen = preds[: k + 1] if k == 0 else np.vstack([members, preds[k:k + 1]])
+        chosen = preds[: k + 1]  # the ensemble so far plus candidate k
         counts = np.stack([(chosen == c).sum(0) for c in range(4)], 1)
         assert np.array_equal(cand[k], counts.argmax(1))  # argmax: ties to the smallest class
         votes.add(preds[k])
-        members = chosen
 
 
 def _synthetic_zoo(seed: int, m: int = 40, n_pool: int = 3000, n_analyst: int = 1000):

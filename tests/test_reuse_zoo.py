@@ -10,18 +10,6 @@ from mlmyths.errors import ConfigError
 from mlmyths.reuse.zoo import FAMILIES, ZooConfig, _knn_predictions, _ridge_predictions, train_family
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread (and do not stall when the machine is oversubscribed)."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     ds = data.load("digits")

@@ -46,10 +46,9 @@ Examples::
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -116,7 +115,6 @@ class Config:
     signal_depths: tuple[int, ...] = (8, 20, 56, 110, 326, 1004, 3002, 10004)  #: (a) depths, log-spaced
     signal_width: int = 4  #: (a) width of the measured nets
     signal_batch: int = 16  #: (a) training images in the measured batch
-    cpu_threads: int = 1  #: torch threads on CPU during the run (0: leave torch's setting); tiny nets run best on 1
     tolerance: float = 1.5  #: verdict: points within BatchNorm that count as "trains as well"
     far_behind: float = 10.0  #: verdict: points below BatchNorm that count as "falls far behind"
 
@@ -152,7 +150,6 @@ SCALES = {
         depths=(20, 32, 56, 110, 326, 1202, 3002, 10004), epochs=1, final_depth=110, final_epochs=200,
         mixup=(False, True), seeds=1, deep_depth=10004, deep_epochs=1, batch_size=128, schedule="step",
         milestones=(100, 150), augment="crop-flip", checkpoint_every=64, signal_width=16, signal_batch=64,
-        cpu_threads=0,
     ),
 }
 
@@ -325,47 +322,33 @@ def summarize_final(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # -- the experiment -------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _cpu_threads(n: int, device: torch.device) -> Iterator[None]:
-    if not n or device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run(cfg: Config, ctx: RunContext) -> Result:
     d = load_data(cfg)
-    with _cpu_threads(cfg.cpu_threads, ctx.device):
-        t0 = time.perf_counter()
-        signal = run_signal(cfg, ctx, d)
-        t_signal = time.perf_counter() - t0
-        sweep = {(v, depth): ctx.task(f"train-{v}-d{depth}-s0",
-                                      lambda v=v, depth=depth: train_variant(cfg, ctx, d, v, depth))
-                 for depth in cfg.depths for v in cfg.variants}
-        final_runs: dict[bool, list[dict[str, Any]]] = {}
-        for use_mixup in cfg.mixup:
-            runs = []
-            for seed in range(cfg.seeds):
-                for v in cfg.variants:
-                    if (not use_mixup and seed == 0 and cfg.final_depth in cfg.depths
-                            and cfg.final_epochs == cfg.epochs):
-                        runs.append(sweep[(v, cfg.final_depth)])  # the same run: reuse it
-                        continue
-                    key = f"final-{v}-d{cfg.final_depth}-e{cfg.final_epochs}-s{seed}" + ("-mixup" if use_mixup else "")
-                    runs.append(ctx.task(key, lambda v=v, seed=seed, m=use_mixup: train_variant(
-                        cfg, ctx, d, v, cfg.final_depth, seed=seed, epochs=cfg.final_epochs, use_mixup=m)))
-            final_runs[use_mixup] = runs
-        deep: dict[str, dict[str, Any]] = {}
-        if cfg.deep_depth and cfg.deep_depth not in cfg.depths:
+    t0 = time.perf_counter()
+    signal = run_signal(cfg, ctx, d)
+    t_signal = time.perf_counter() - t0
+    sweep = {(v, depth): ctx.task(f"train-{v}-d{depth}-s0",
+                                  lambda v=v, depth=depth: train_variant(cfg, ctx, d, v, depth))
+             for depth in cfg.depths for v in cfg.variants}
+    final_runs: dict[bool, list[dict[str, Any]]] = {}
+    for use_mixup in cfg.mixup:
+        runs = []
+        for seed in range(cfg.seeds):
             for v in cfg.variants:
-                deep[v] = ctx.task(f"deep-{v}-d{cfg.deep_depth}", lambda v=v: train_variant(
-                    cfg, ctx, d, v, cfg.deep_depth, max_epochs=cfg.deep_epochs))
-        t_train = time.perf_counter() - t0 - t_signal
+                if (not use_mixup and seed == 0 and cfg.final_depth in cfg.depths
+                        and cfg.final_epochs == cfg.epochs):
+                    runs.append(sweep[(v, cfg.final_depth)])  # the same run: reuse it
+                    continue
+                key = f"final-{v}-d{cfg.final_depth}-e{cfg.final_epochs}-s{seed}" + ("-mixup" if use_mixup else "")
+                runs.append(ctx.task(key, lambda v=v, seed=seed, m=use_mixup: train_variant(
+                    cfg, ctx, d, v, cfg.final_depth, seed=seed, epochs=cfg.final_epochs, use_mixup=m)))
+        final_runs[use_mixup] = runs
+    deep: dict[str, dict[str, Any]] = {}
+    if cfg.deep_depth and cfg.deep_depth not in cfg.depths:
+        for v in cfg.variants:
+            deep[v] = ctx.task(f"deep-{v}-d{cfg.deep_depth}", lambda v=v: train_variant(
+                cfg, ctx, d, v, cfg.deep_depth, max_epochs=cfg.deep_epochs))
+    t_train = time.perf_counter() - t0 - t_signal
     return _result(cfg, ctx, d, signal, sweep, final_runs, deep, t_signal, t_train)
 
 
@@ -461,8 +444,8 @@ def _result(cfg: Config, ctx: RunContext, d: Data, signal: dict[tuple[str, int],
         + (" without mixup" if len(cfg.mixup) > 1 else "") + ".",
         "Signal propagation: float32 forward/backward in training mode on one batch; 'overflow' means the residual "
         "stream reached inf, which is the predicted geometric growth, not a bug.",
-        f"Wall-clock times depend on machine load; the run used {torch.get_num_threads()} torch thread(s)"
-        + (f" ({cfg.cpu_threads} during the experiment)" if cfg.cpu_threads and ctx.device.type == "cpu" else "") + ".",
+        f"Wall-clock times depend on machine load; the run used {torch.get_num_threads()} torch thread(s) "
+        "(`mlmyths run --threads N` sets it; tiny nets run best on 1).",
     ]
     tables = {"final": final_rows, "trainability": sweep_rows, "signal": signal_rows}
     if deep_rows:

@@ -49,7 +49,6 @@ import torch
 
 from mlmyths import config as configs
 from mlmyths import data, plots
-from mlmyths.env import limit_threads
 from mlmyths.errors import ConfigError
 from mlmyths.myths import claim
 from mlmyths.reuse import cifar101, zoo
@@ -96,13 +95,12 @@ class Config:
     threshold: float = 0.04  # Thresholdout T (Dwork et al. 2015)
     sigma: float = 0.01  # Thresholdout noise rate (Dwork et al. 2015)
     budget: int = 1_000  # Thresholdout budget B per selection run
-    threads: int = 0  # torch and BLAS threads while training the zoo (0: leave as is; 1 suits tiny models)
 
 
 SCALES = {
     "smoke": Config(n_boot=200, dataset="digits", fit_size=0, analyst_size=120, holdout_size=120, repeats=6,
                     rounds=5, attack_queries=300, epochs=3, snapshots=(1, 3), feature_widths=(256, 1024),
-                    forest_trees=(5, 20), threads=1),
+                    forest_trees=(5, 20)),
     "small": Config(),
     "paper": Config(versions=("v4", "v6"), n_boot=10_000, fit_size=0, repeats=100, rounds=20,
                     attack_queries=10_000, epochs=20, snapshots=(5, 10, 20), feature_widths=(2048, 8192),
@@ -182,14 +180,13 @@ def _train_zoo(cfg: Config, ctx: RunContext, d: dict[str, Any]) -> tuple[list[st
     """Every family as one task; returns candidate names and predictions on the test pool (M, N)."""
     zcfg = zoo_config(cfg)
     names, preds = [], []
-    with limit_threads(cfg.threads):
-        for family in cfg.families:
-            out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
-                f, d["x_fit"], d["y_fit"], d["x_pool"], zcfg, seed=ctx.seed_for("zoo", f),
-                num_classes=d["num_classes"], device=ctx.device, progress=ctx.progress))
-            for name, p in out.items():
-                names.append(name)
-                preds.append(np.asarray(p, dtype=np.int64))
+    for family in cfg.families:
+        out = ctx.task(f"zoo-{family}", lambda f=family: zoo.train_family(
+            f, d["x_fit"], d["y_fit"], d["x_pool"], zcfg, seed=ctx.seed_for("zoo", f),
+            num_classes=d["num_classes"], device=ctx.device, progress=ctx.progress))
+        for name, p in out.items():
+            names.append(name)
+            preds.append(np.asarray(p, dtype=np.int64))
     return names, np.stack(preds)
 
 
