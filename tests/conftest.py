@@ -8,6 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite trains tiny models: one thread is as fast, and it keeps timings sane when the
+# machine is shared (a second spinning OpenMP thread can make torch several times slower).
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by run_cli subprocesses
+try:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # BLAS (numpy/scikit-learn) too
+except ImportError:  # pragma: no cover - comes with scikit-learn
+    pass
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"

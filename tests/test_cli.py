@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -53,6 +52,7 @@ def test_unknown_id_unknown_flag_and_bad_values_are_one_line_exit_2(capsys, demo
     assert "config key 'epochs' expects int, got 'three'" in one_line_error(capsys, ["run", "demo", "--set", "epochs=three"])
     assert "expected key=value, got 'epochs'" in one_line_error(capsys, ["run", "demo", "--set", "epochs"])
     assert "no unfinished run of 'demo'" in one_line_error(capsys, ["run", "demo", "--resume", "--out", "/nonexistent"])
+    assert "--threads must be at least 1, got 0" in one_line_error(capsys, ["run", "demo", "--threads", "0"])
 
 
 def test_missing_dataset_offline_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, demo_registered):
@@ -76,10 +76,11 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
 
 def test_run_writes_record_and_report_then_report_command(tmp_path):
     proc = run_demo_cli("run", "demo", "--scale", "smoke", "--out", str(tmp_path), "--seed", "2",
-                        "--set", "epochs=1", "--quiet")
+                        "--set", "epochs=1", "--threads", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
     record = read_results(tmp_path, "demo")
     assert record["status"] == "completed" and record["seed"] == 2 and record["config"]["epochs"] == 1
+    assert record["env"]["threads"] == "1"
     assert proc.stdout.startswith("demo: ") and "report:" in proc.stdout
     proc = run_demo_cli("report", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -113,6 +114,6 @@ def test_data_commands(tmp_path):
     proc = run_cli("data", "where", "digits")
     assert proc.returncode == 0 and "scikit-learn" in proc.stdout
     proc = run_cli("data", "where", "mnist", env={"MLMYTHS_DATA": str(tmp_path)})
-    assert proc.returncode == 2 and f"put train-images-idx3-ubyte.gz" in proc.stderr
+    assert proc.returncode == 2 and "put train-images-idx3-ubyte.gz" in proc.stderr
     proc = run_cli("data", "fetch", "mnist")
     assert proc.returncode == 2 and "MLMYTHS_OFFLINE is set" in proc.stderr

@@ -1,7 +1,7 @@
 """The ``mlmyths`` command line: parse, dispatch, print. No logic of its own.
 
     mlmyths list
-    mlmyths run ID|all [--scale smoke|small|paper] [--dataset NAME] [--device auto|cpu|cuda]
+    mlmyths run ID|all [--scale smoke|small|paper] [--dataset NAME] [--device auto|cpu|cuda] [--threads N]
                        [--seed N] [--out DIR] [--set key=value ...] [--resume] [--quiet]
     mlmyths report [DIR]
     mlmyths derive EXPR --wrt VAR [--order K] [--var NAME=KIND ...] [--code numpy|torch|jax]
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke: seconds; small (default): minutes on a laptop CPU; paper: the paper's setup")
     r.add_argument("--dataset", help="dataset for experiments that take one (see `mlmyths data list`)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch and BLAS (default: the libraries' choice; 1 suits small models)")
     r.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
     r.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default: runs/)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -172,17 +174,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 "drop --set/--dataset/--scale/--seed")
             saved = runs.read_json(run_dir / "config.json")
             cfg = from_dict(type(module.config(saved["scale"])), saved["config"])
-            plan.append((myth_id, module, cfg, saved["scale"], int(saved["seed"]), run_dir))
+            threads = args.threads if args.threads is not None else int(saved.get("threads") or 0)
+            plan.append((myth_id, module, cfg, saved["scale"], int(saved["seed"]), threads, run_dir))
         else:
             scale = args.scale or "small"
             cfg = _config_for(myth_id, module, scale, args.dataset, grouped, strict_shared=args.myth != "all")
-            plan.append((myth_id, module, cfg, scale, args.seed or 0, None))
+            plan.append((myth_id, module, cfg, scale, args.seed or 0, args.threads or 0, None))
 
     status = EXIT_OK
-    for myth_id, module, cfg, scale, seed, resume_dir in plan:
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    for myth_id, module, cfg, scale, seed, threads, resume_dir in plan:
         echo = None if args.quiet else _echo_for(myth_id)
         record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
-                              resume_dir=resume_dir, echo=echo, interactive=None if not args.quiet else False)
+                              threads=threads, resume_dir=resume_dir, echo=echo,
+                              interactive=None if not args.quiet else False)
         run_dir = args.out / myth_id / record["run_id"]
         if record["status"] == "completed":
             v = record["verdict"]

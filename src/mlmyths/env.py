@@ -1,23 +1,34 @@
-"""Devices, seeds and the software environment a run records."""
+"""Devices, seeds, thread limits and the software environment a run records.
+
+torch is imported lazily here, so that measuring other frameworks in a subprocess
+(``limit_threads`` in :mod:`mlmyths.tensorcalc.bench`) does not load it.
+"""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mlmyths.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when available, else CPU; asking for missing CUDA is a user error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -30,6 +41,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return f"cpu:{platform.machine()} ({torch.get_num_threads()} threads)"
@@ -46,6 +59,8 @@ def rng(seed: int, *key: object) -> np.random.Generator:
 
 
 def torch_generator(seed: int, *key: object, device: str | torch.device = "cpu") -> torch.Generator:
+    import torch
+
     return torch.Generator(device=device).manual_seed(derive_seed(seed, *key))
 
 
@@ -66,6 +81,8 @@ def git_commit() -> str | None:
 
 def capture(device: torch.device) -> dict[str, str | None]:
     """Versions and hardware to store next to every result."""
+    import torch
+
     from mlmyths import __version__
 
     return {
@@ -79,3 +96,33 @@ def capture(device: torch.device) -> dict[str, str | None]:
         "cpu_count": str(os.cpu_count()),
         "argv": " ".join(sys.argv[1:]) or None,
     }
+
+
+@contextlib.contextmanager
+def limit_threads(threads: int) -> Iterator[None]:
+    """At most ``threads`` threads for BLAS/OpenMP (threadpoolctl) and, if it is loaded, torch,
+    inside the block; ``0`` leaves the libraries alone.
+
+    Tiny models train faster on one thread, and on a machine shared with other jobs a
+    second spinning thread can make torch several times slower.
+    """
+    if threads <= 0:
+        yield
+        return
+    stack = contextlib.ExitStack()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        stack.enter_context(threadpool_limits(limits=threads))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with stack:
+            yield
+    finally:
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)

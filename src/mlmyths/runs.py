@@ -353,9 +353,12 @@ def _claim_dict(claim: Claim) -> dict[str, str]:
 
 
 def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, scale: str = "small",
-            device: str = "auto", resume_dir: Path | None = None,
+            device: str = "auto", threads: int = 0, resume_dir: Path | None = None,
             echo: Callable[[str], None] | None = None, interactive: bool | None = None) -> dict[str, Any]:
     """Run ``experiment.run(cfg, ctx)`` and record it; returns the final results record.
+
+    ``threads`` > 0 limits torch and BLAS to that many threads during the run (small models
+    train fastest on one; 0 keeps the libraries' defaults).
 
     KeyboardInterrupt (and SIGTERM) record ``interrupted`` and propagate. A
     :class:`UserError` raised before any task finished removes the new run directory
@@ -372,7 +375,7 @@ def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, s
         previous = read_json(run_dir / "results.json")
     cfg_dict = configs.to_dict(cfg)
     atomic_write_json(run_dir / "config.json", {"myth": myth, "scale": scale, "seed": seed,
-                                                "device": device, "config": cfg_dict})
+                                                "device": device, "threads": threads, "config": cfg_dict})
     ctx = RunContext(run_dir, seed=seed, scale=scale, device=torch_device, echo=echo,
                      interactive=interactive, resuming=resuming)
     record: dict[str, Any] = {
@@ -397,7 +400,8 @@ def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, s
         return record
 
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), env.limit_threads(threads):
+            record["env"]["threads"] = str(torch.get_num_threads())
             result = experiment.run(cfg, ctx)
         if not isinstance(result, Result) or not isinstance(result.verdict, Verdict):
             raise TypeError(f"{myth}: run() must return a Result with a Verdict, got {type(result).__name__}")

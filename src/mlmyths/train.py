@@ -187,9 +187,10 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
         windows (N, T) / next tokens (N, T)); moved to ``device`` once.
     eval_sets : name -> (x, y), evaluated every ``cfg.eval_every`` epochs; the history
         gets ``<name>_accuracy`` and ``<name>_loss``.
-    callbacks : ``cb(indices, logits, targets)`` per training batch. A callback (or the
-        object of a bound method) with ``state_dict``/``load_state_dict`` is checkpointed.
-    epoch_callbacks : ``cb(epoch, model)`` after each epoch (1-based epoch).
+    callbacks : ``cb(indices, logits, targets)`` per training batch.
+    epoch_callbacks : ``cb(epoch, model)`` after each epoch (1-based epoch). A callback of
+        either kind (or the object of a bound method) with ``state_dict``/``load_state_dict``
+        is saved in the checkpoint and restored on resume.
     transform : applied to every batch (training and evaluation), e.g. uint8 -> float.
     augment : ``augment(batch, generator)``, training batches only, after ``transform``.
     param_groups : optimizer parameter groups (default: all parameters), e.g. Fixup's lr/10 group.
@@ -206,7 +207,11 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     n = len(x)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     generator = torch.Generator().manual_seed(seed)
-    stateful = [s for s in (_stateful(cb) for cb in callbacks) if s is not None]
+    stateful: list[Any] = []
+    for cb in (*callbacks, *epoch_callbacks):  # each stateful object once, batch callbacks first
+        obj = _stateful(cb)
+        if obj is not None and not any(obj is seen for seen in stateful):
+            stateful.append(obj)
     result = TrainResult()
     start_epoch = 0
     torch.manual_seed(seed)

@@ -84,7 +84,10 @@ def missing_message(name: str, reason: str = "") -> str:
     """One line telling the user how to get ``name``."""
     s = spec(name)
     target = search_dirs(name)[0][1]
-    files = ", ".join(f.name for f in s.required_files()) or "the text files"
+    names = [f.name for f in s.required_files()]
+    if len(names) > 6:  # e.g. CIFAR-10.1's 92 files: name a few, count the rest
+        names = names[:3] + [f"and {len(names) - 3} more files listed in mlmyths.data.registry"]
+    files = ", ".join(names) or "the text files"
     where = f"put {files} in {target}"
     if not os.environ.get("MLMYTHS_DATA"):
         where += " (or in $MLMYTHS_DATA/" + s.name + ")"

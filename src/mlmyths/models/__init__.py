@@ -15,6 +15,7 @@ _LAZY = {
     "resnet": "resnet", "ResNet": "resnet", "fixup_param_groups": "resnet",
     "LightweightConv1d": "lightconv", "DynamicConv1d": "lightconv", "ConvBlock": "lightconv", "ConvLM": "lightconv",
     "TransformerLM": "transformer",
+    "ResNet18": "resnet18",
 }
 
 __all__ = ["MLP", "SmallCNN", "count_parameters", *_LAZY]

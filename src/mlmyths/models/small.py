@@ -7,8 +7,9 @@ from torch import Tensor, nn
 class SmallCNN(nn.Module):
     """Two 3x3 conv blocks (conv-ReLU-maxpool), then a hidden linear layer.
 
-    Close to the MNIST network of Toneva et al. (2019): conv 20 -> conv 50 -> fc 500
-    with ``width=1``; ``width`` scales every layer. Works for any image size >= 4.
+    A LeNet-style net: conv 20 -> conv 50 -> fc 500 with ``width=1`` (Toneva et al.'s MNIST
+    code uses 5x5 convs 10 -> 20 and fc 50, about ``width=0.5, hidden=100``); ``width``
+    scales every layer. Works for any image size >= 4.
 
     >>> import torch
     >>> SmallCNN(in_channels=1, num_classes=10, image_size=8)(torch.zeros(2, 1, 8, 8)).shape

@@ -1,0 +1,628 @@
+"""The paper's three Hessian problems, their closed forms, and the peer frameworks.
+
+Laue, Mitterreiter & Giesen (NeurIPS 2018, Sec. 5) time Hessians of
+
+1. ``quadratic``: ``f(x) = x'*A*x`` w.r.t. ``x`` (``A`` n x n) — Hessian ``A + A'``;
+2. ``logistic``: ``f(w) = sum(log(exp(-y.*(X*w)) + 1))`` w.r.t. ``w`` (``X`` 2n x n,
+   ``y`` ±1) — Hessian ``X' diag(v) X``;
+3. ``factorization``: ``f(U) = ||T - U*V'||_F^2`` w.r.t. ``U`` (``T`` n x n of rank 10,
+   ``U, V`` n x 10) — a 4th-order Hessian ``2 δ ⊗ V'V`` of shape (n, 10, n, 10).
+
+:func:`measure` times one system on one problem in this process;
+:func:`measure_isolated` does it in a fresh Python process under a memory cap
+(``RLIMIT_AS``), so that a framework running out of memory, crashing or hanging is
+recorded as a failure and the table goes on. :func:`expression_sizes` counts the
+operations of each system's Hessian: tensorcalc DAG nodes, jaxpr equations, torch.fx
+graph nodes (``make_fx``). Peers are optional (``pip install 'mlmyths[bench]'``).
+
+Run one measurement from the shell (what :func:`measure_isolated` does)::
+
+    python -m mlmyths.tensorcalc.bench '{"problem": "quadratic", "n": 100, "system": "jax"}'
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmyths.env import limit_threads
+from mlmyths.errors import UserError
+
+PROBLEMS = ("quadratic", "logistic", "factorization")
+SYSTEMS = ("tensorcalc", "closed-form", "jax", "torch.func", "torch.autograd", "autograd", "tensorflow")
+#: systems that are automatic-differentiation frameworks (the peers the verdict compares against)
+FRAMEWORKS = ("jax", "torch.func", "torch.autograd", "autograd", "tensorflow")
+RANK = 10  # inner dimension k of the factorization problem (the rank of T)
+
+_MODULE = {"jax": "jax", "torch.func": "torch", "torch.autograd": "torch", "autograd": "autograd",
+           "tensorflow": "tensorflow", "tensorcalc": "numpy", "closed-form": "numpy"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem in the string language, with its variable kinds."""
+
+    name: str  #: quadratic | logistic | factorization
+    expression: str  #: matrixcalculus.org syntax
+    kinds: tuple[tuple[str, Any], ...]  #: variable -> kind
+    wrt: str  #: the variable the Hessian is taken with respect to
+    title: str  #: the function in words, for tables
+
+    def parse(self) -> Any:
+        from mlmyths import tensorcalc as tc
+
+        return tc.parse(self.expression, **dict(self.kinds))
+
+
+PROBLEM_SPECS = {
+    "quadratic": Problem("quadratic", "x'*A*x", (("x", ("n",)), ("A", ("n", "n"))), "x", "f(x) = x'Ax"),
+    "logistic": Problem("logistic", "sum(log(exp(-y.*(X*w)) + 1))",
+                        (("X", ("m", "n")), ("w", ("n",)), ("y", ("m",))), "w",
+                        "f(w) = sum log(exp(-y .* Xw) + 1)"),
+    "factorization": Problem("factorization", "norm2(T - U*V')^2",
+                             (("T", ("n", "m")), ("U", ("n", "k")), ("V", ("m", "k"))), "U",
+                             "f(U) = ||T - UV'||_F^2"),
+}
+
+
+class Unavailable(UserError):
+    """The system exists but cannot run this measurement here (e.g. a CPU-only library on CUDA)."""
+
+    def __init__(self, why: str):
+        super().__init__(f"not available: {why}")
+
+
+def installed(system: str) -> bool:
+    """Whether the system's library can be imported (checked without importing it)."""
+    if system not in _MODULE:
+        raise UserError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+    return importlib.util.find_spec(_MODULE[system]) is not None
+
+
+def check_problem(problem: str) -> Problem:
+    if problem not in PROBLEM_SPECS:
+        raise UserError(f"unknown problem {problem!r}; choose from {', '.join(PROBLEMS)}")
+    return PROBLEM_SPECS[problem]
+
+
+def make_inputs(problem: str, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random float64 inputs of size ``n`` (the logistic X is 2n x n; the factorization rank is 10)."""
+    check_problem(problem)
+    rng = np.random.default_rng(seed)
+    if problem == "quadratic":
+        return {"x": rng.standard_normal(n), "A": rng.standard_normal((n, n))}
+    if problem == "logistic":
+        m = 2 * n
+        X = rng.standard_normal((m, n)) / math.sqrt(n)  # (m, n), margins of order one
+        return {"X": X, "w": rng.standard_normal(n), "y": np.sign(rng.standard_normal(m))}
+    k = RANK
+    T = rng.standard_normal((n, k)) @ rng.standard_normal((k, n)) / math.sqrt(k)  # (n, n), rank k
+    return {"T": T, "U": rng.standard_normal((n, k)), "V": rng.standard_normal((n, k))}
+
+
+# -- closed forms ------------------------------------------------------------------------------
+
+
+def closed_form(problem: str, inputs: dict[str, Any], xp: Any = np) -> Any:
+    """The Hessian written by hand (numpy, or torch with ``xp=torch``)."""
+    if problem == "quadratic":
+        A = inputs["A"]
+        return A + A.T
+    if problem == "logistic":
+        X, w, y = inputs["X"], inputs["w"], inputs["y"]
+        s = 1.0 / (1.0 + xp.exp(y * (X @ w)))  # sigmoid(-y z), (m,)
+        v = s * (1.0 - s) * y * y
+        return X.T @ (v[:, None] * X)
+    V = inputs["V"]
+    n, k = inputs["U"].shape
+    G = 2.0 * (V.T @ V)  # (k, k)
+    if xp is np:
+        H = np.zeros((n, k, n, k), dtype=V.dtype)
+    else:
+        H = xp.zeros((n, k, n, k), dtype=V.dtype, device=V.device)
+    i = xp.arange(n) if xp is np else xp.arange(n, device=V.device)
+    H[i, :, i, :] = G
+    return H
+
+
+def check_hessian(problem: str, inputs: dict[str, np.ndarray], H: Any, samples: int = 2000) -> float:
+    """Largest relative error of ``H`` against the closed form (sampled entries for the
+    4th-order factorization Hessian, so that no second copy of it is allocated)."""
+    H = _to_numpy(H)
+    if problem != "factorization":
+        ref = closed_form(problem, inputs)
+        return float(np.abs(H - ref).max() / max(1.0, np.abs(ref).max()))
+    n, k = inputs["U"].shape
+    if H.shape != (n, k, n, k):
+        return math.inf
+    G = 2.0 * inputs["V"].T @ inputs["V"]
+    rng = np.random.default_rng(1)
+    i, j, p, q = (rng.integers(0, d, samples) for d in (n, k, n, k))
+    i2, j2, q2 = (rng.integers(0, d, samples) for d in (n, k, k))
+    i, j, p, q = np.r_[i, i2], np.r_[j, j2], np.r_[p, i2], np.r_[q, q2]  # half on the diagonal blocks
+    ref = np.where(i == p, G[j, q], 0.0)
+    return float(np.abs(H[i, j, p, q] - ref).max() / max(1.0, np.abs(G).max()))
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+# -- the systems -----------------------------------------------------------------------------
+
+
+def _torch_function(problem: str, data: dict[str, Any]) -> Callable[[Any], Any]:
+    import torch
+
+    if problem == "quadratic":
+        A = data["A"]
+        return lambda x: x @ A @ x
+    if problem == "logistic":
+        X, y = data["X"], data["y"]
+        return lambda w: torch.sum(torch.log(torch.exp(-y * (X @ w)) + 1))
+    T, V = data["T"], data["V"]
+    return lambda U: torch.sum((T - U @ V.T) ** 2)
+
+
+def _array_function(problem: str, data: dict[str, Any], np_: Any) -> Callable[[Any], Any]:
+    """The problem's f for jax.numpy or autograd.numpy."""
+    if problem == "quadratic":
+        A = data["A"]
+        return lambda x: x @ A @ x
+    if problem == "logistic":
+        X, y = data["X"], data["y"]
+        return lambda w: np_.sum(np_.log(np_.exp(-y * (X @ w)) + 1))
+    T, V = data["T"], data["V"]
+    return lambda U: np_.sum((T - U @ V.T) ** 2)
+
+
+def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str = "cpu"
+          ) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """``(hessian, sync)``: a no-argument function computing the Hessian at ``inputs``
+    and a function that waits for the device (CUDA) to finish."""
+    spec = check_problem(problem)
+    wrt = spec.wrt
+    no_sync: Callable[[], None] = lambda: None  # noqa: E731
+    cuda = device.startswith("cuda")
+    if system in ("tensorcalc", "closed-form") and not cuda:
+        if system == "closed-form":
+            return (lambda: closed_form(problem, inputs)), no_sync
+        from mlmyths import tensorcalc as tc
+
+        f = spec.parse()
+        fn = tc.compile(tc.hessian(f, wrt), backend="numpy", variables=f)
+        return (lambda: fn(**inputs)), no_sync
+    if system in ("tensorcalc", "closed-form", "torch.func", "torch.autograd"):
+        import torch
+
+        dtype = torch.float32 if cuda else torch.float64
+        data = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in inputs.items()}
+        sync = torch.cuda.synchronize if cuda else no_sync
+        if system == "closed-form":
+            return (lambda: closed_form(problem, data, torch)), sync
+        if system == "tensorcalc":
+            from mlmyths import tensorcalc as tc
+
+            f = spec.parse()
+            fn = tc.compile(tc.hessian(f, wrt), backend="torch", variables=f)
+            return (lambda: fn(**data)), sync
+        fx = _torch_function(problem, data)
+        point = data[wrt]
+        if system == "torch.func":
+            hess = torch.func.hessian(fx)
+            return (lambda: hess(point)), sync
+        return (lambda: torch.autograd.functional.hessian(fx, point)), sync
+    if system == "jax":
+        import jax
+
+        if cuda and jax.default_backend() != "gpu":
+            raise Unavailable("this jax has no GPU backend")
+        jax.config.update("jax_enable_x64", not cuda)
+        import jax.numpy as jnp
+
+        dtype = jnp.float32 if cuda else jnp.float64
+        data = {k: jnp.asarray(v, dtype=dtype) for k, v in inputs.items()}
+        others = {k: v for k, v in data.items() if k != wrt}
+
+        def f(point: Any, rest: dict[str, Any]) -> Any:
+            return _array_function(problem, rest, jnp)(point)
+
+        hess = jax.jit(jax.hessian(f, argnums=0))
+        point = data[wrt]
+        return (lambda: jax.block_until_ready(hess(point, others))), no_sync  # jax dispatches asynchronously
+    if system == "autograd":
+        if cuda:
+            raise Unavailable("HIPS autograd runs on the CPU only")
+        import autograd
+        import autograd.numpy as anp
+
+        fa = _array_function(problem, inputs, anp)
+        hess = autograd.hessian(fa)
+        return (lambda: hess(inputs[wrt])), no_sync
+    if system == "tensorflow":
+        import tensorflow as tf
+
+        if cuda and not tf.config.list_physical_devices("GPU"):
+            raise Unavailable("this TensorFlow has no GPU support")
+        dtype = tf.float32 if cuda else tf.float64
+        data = {k: tf.constant(v, dtype=dtype) for k, v in inputs.items()}
+        ft = _tf_function(problem, data, tf)
+
+        @tf.function
+        def hess(point: Any) -> Any:
+            with tf.GradientTape() as outer:
+                outer.watch(point)
+                with tf.GradientTape() as inner:
+                    inner.watch(point)
+                    value = ft(point)
+                grad = inner.gradient(value, point)
+            return outer.jacobian(grad, point)
+
+        point = data[wrt]
+        return (lambda: hess(point)), no_sync
+    raise UserError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+
+
+def _tf_function(problem: str, data: dict[str, Any], tf: Any) -> Callable[[Any], Any]:
+    if problem == "quadratic":
+        A = data["A"]
+        return lambda x: tf.tensordot(x, tf.linalg.matvec(A, x), 1)
+    if problem == "logistic":
+        X, y = data["X"], data["y"]
+        return lambda w: tf.reduce_sum(tf.math.log(tf.exp(-y * tf.linalg.matvec(X, w)) + 1))
+    T, V = data["T"], data["V"]
+    return lambda U: tf.reduce_sum((T - tf.matmul(U, V, transpose_b=True)) ** 2)
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        return float("nan")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0), if allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:  # pragma: no cover - not Linux
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def _import_framework(system: str) -> None:
+    """Import the system's library before timing (import time is not part of the setup time)."""
+    import importlib
+
+    module = _MODULE[system]
+    importlib.import_module(module)
+    if system == "jax":
+        importlib.import_module("jax.numpy")
+    if system == "torch.func":
+        importlib.import_module("torch.func")
+    if system == "autograd":
+        importlib.import_module("autograd.numpy")
+
+
+def measure(problem: str, n: int, system: str, *, repeats: int = 7, max_time: float = 2.0,
+            device: str = "cpu", seed: int = 0, check: bool = True, threads: int = 0) -> dict[str, Any]:
+    """Time one system's Hessian in this process (see :func:`_measure` for the fields);
+    ``threads > 0`` limits BLAS and torch threads while it runs."""
+    check_problem(problem)
+    _import_framework(system)
+    with limit_threads(threads):
+        return _measure(problem, n, system, repeats=repeats, max_time=max_time, device=device, seed=seed,
+                        check=check)
+
+
+def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float, device: str, seed: int,
+             check: bool) -> dict[str, Any]:
+    """Time one system's Hessian in this process.
+
+    Returns ``median_s`` (over up to ``repeats`` calls, fewer when they exceed
+    ``max_time`` seconds in total, at least one), ``setup_s`` (building the Hessian
+    function: tensorcalc's derivation and code generation, a framework's tracing; not
+    the import of the library) and ``first_call_s`` (the first call, including jit
+    compilation), ``rel_error`` against the closed form, ``output_mb`` (the Hessian's
+    size) and ``peak_mb``: how far the process's resident memory peaked above its size
+    once the library was imported and the inputs made (the kernel's peak counter is
+    reset there; None where that is not possible).
+    """
+    inputs = make_inputs(problem, n, seed)
+    peak_ok = _reset_peak()
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    hess, sync = build(problem, system, inputs, device)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    H = hess()
+    sync()
+    first = time.perf_counter() - t0
+    output_mb = _nbytes(H) / 2**20
+    err = check_hessian(problem, inputs, H) if check else None
+    del H
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < repeats and (not times or spent + times[-1] <= max_time):
+        t0 = time.perf_counter()
+        H = hess()
+        sync()
+        dt = time.perf_counter() - t0
+        del H
+        times.append(dt)
+        spent += dt
+    peak = max(0.0, _peak_rss_mb() - rss0) if peak_ok else None
+    return {"problem": problem, "n": n, "system": system, "device": device,
+            "median_s": float(np.median(times)), "min_s": float(min(times)), "calls": len(times),
+            "setup_s": setup, "first_call_s": first, "rel_error": err, "output_mb": output_mb,
+            "peak_mb": peak, "error": None}
+
+
+def _nbytes(a: Any) -> int:
+    if hasattr(a, "nbytes"):
+        return int(a.nbytes)
+    if hasattr(a, "element_size"):
+        return int(a.element_size() * a.numel())
+    return int(np.asarray(a).nbytes)
+
+
+def _src_path() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _classify(returncode: int, stderr: str, mem_gb: float) -> str:
+    text = stderr.lower()
+    if returncode in (-9, 137) or any(s in text for s in (
+            "memoryerror", "out of memory", "resource_exhausted", "bad_alloc", "cannot allocate memory",
+            "failed to allocate", "allocation")):
+        return f"out of memory (cap {mem_gb:g} GB)"
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return (lines[-1][:200] if lines else f"exit status {returncode}")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment variables that give every library (OpenMP, BLAS, XLA, TensorFlow) ``threads`` threads."""
+    t = str(int(threads))
+    return {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t,
+            "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+                         f"intra_op_parallelism_threads={t}",
+            "TF_NUM_INTRAOP_THREADS": t, "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def measure_isolated(problem: str, n: int, system: str, *, mem_gb: float = 4.0, timeout_s: float = 300.0,
+                     repeats: int = 7, max_time: float = 2.0, device: str = "cpu", seed: int = 0,
+                     threads: int = 0) -> dict[str, Any]:
+    """:func:`measure` in a fresh Python process with at most ``mem_gb`` GiB of address
+    space and ``timeout_s`` seconds; a crash, an allocation failure or a timeout comes
+    back as ``{"error": "..."}`` (the start-up of the process is not timed).
+    ``threads > 0`` limits every library to that many threads (0: their defaults)."""
+    result: dict[str, Any] = {"problem": problem, "n": n, "system": system, "device": device,
+                              "median_s": None, "setup_s": None, "first_call_s": None, "rel_error": None,
+                              "peak_mb": None}
+    if not installed(system):
+        return {**result, "error": "not installed"}
+    spec = json.dumps({"problem": problem, "n": n, "system": system, "repeats": repeats,
+                       "max_time": max_time, "device": device, "seed": seed})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _src_path() + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads > 0:
+        env.update(thread_env(threads))
+    limit = int(mem_gb * 2**30)
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mlmyths.tensorcalc.bench", spec], capture_output=True,
+                              text=True, timeout=timeout_s, env=env, preexec_fn=cap if device == "cpu" else None)
+    except subprocess.TimeoutExpired:
+        return {**result, "error": f"timeout after {timeout_s:g} s"}
+    for line in reversed(proc.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                got = json.loads(line)
+            except ValueError:
+                break
+            if got.get("error") == "MemoryError":
+                got["error"] = f"out of memory (cap {mem_gb:g} GB)"
+            return {**result, **got}
+    return {**result, "error": _classify(proc.returncode, proc.stderr, mem_gb)}
+
+
+def _worker(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    try:
+        out = measure(spec["problem"], int(spec["n"]), spec["system"], repeats=int(spec.get("repeats", 7)),
+                      max_time=float(spec.get("max_time", 2.0)), device=spec.get("device", "cpu"),
+                      seed=int(spec.get("seed", 0)))
+    except MemoryError:
+        out = {"error": "MemoryError"}
+    except Unavailable as exc:
+        out = {"error": str(exc)}
+    except ImportError as exc:
+        out = {"error": f"not installed ({exc.name})"}
+    except Exception as exc:  # a framework failure is a result of the benchmark, reported as such
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        if re.search(r"out of memory|resource_exhausted|bad_alloc|cannot allocate", text, re.I):
+            text = "MemoryError"
+        out = {"error": text}
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+# -- a whole table -----------------------------------------------------------------------------
+
+
+def grid(problems: tuple[str, ...], sizes: tuple[int, ...], systems: tuple[str, ...],
+         run_one: Callable[[str, int, str], dict[str, Any]],
+         progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Measure every (problem, n, system) with ``run_one``, smallest n first; a system that
+    failed at some n is not run at larger n of that problem (recorded as skipped)."""
+    rows: list[dict[str, Any]] = []
+    for problem in problems:
+        check_problem(problem)
+        failed: dict[str, str] = {}
+        for n in sorted(sizes):
+            for system in systems:
+                if system in failed:
+                    rows.append({"problem": problem, "n": n, "system": system, "median_s": None,
+                                 "error": failed[system]})
+                    continue
+                if not installed(system):
+                    row = {"problem": problem, "n": n, "system": system, "median_s": None, "error": "not installed"}
+                else:
+                    row = run_one(problem, n, system)
+                rows.append(row)
+                if progress:
+                    what = row.get("error") or f"{row['median_s']:.3g} s"
+                    progress(f"{problem} n={n} {system}: {what}")
+                if row.get("error"):
+                    failed[system] = row["error"] if unavailable(row) else f"skipped: {row['error']} at n={n}"
+    return with_ratios(rows)
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``ratio``: the system's median time over tensorcalc's at the same problem and n
+    (> 1: tensorcalc is faster)."""
+    base = {(r["problem"], r["n"]): r.get("median_s") for r in rows if r["system"] == "tensorcalc"}
+    out = []
+    for r in rows:
+        t, b = r.get("median_s"), base.get((r["problem"], r["n"]))
+        out.append({**r, "ratio": (t / b) if t and b else None})
+    return out
+
+
+def unavailable(row: dict[str, Any]) -> bool:
+    """Not installed, or not able to run here (not a failure of the system)."""
+    return str(row.get("error") or "").startswith(("not installed", "not available"))
+
+
+def failed(row: dict[str, Any]) -> bool:
+    """Ran but did not finish (out of memory, timeout, crash, skipped after one)."""
+    return bool(row.get("error")) and not unavailable(row) and not str(row["error"]).startswith("skipped: not ")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The benchmark table: problem, n, system, median time, ratio to tensorcalc, set-up and first
+    call, peak memory above the inputs, output size, failure reason."""
+    head = ("| problem | n | system | median time | ratio to tensorcalc | set-up + first call | peak memory | "
+            "output | failure |")
+    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+
+    def t(v: Any) -> str:
+        if v is None:
+            return "—"
+        return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
+
+    for r in rows:
+        setup = None if r.get("setup_s") is None else r["setup_s"] + (r.get("first_call_s") or 0.0)
+        ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.3g}x"
+        mem = "—" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f} MB"
+        out = "—" if r.get("output_mb") is None else f"{r['output_mb']:.3g} MB"
+        lines.append(f"| {r['problem']} | {r['n']} | {r['system']} | {t(r.get('median_s'))} | {ratio} | "
+                     f"{t(setup)} | {mem} | {out} | {r.get('error') or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- expression sizes ---------------------------------------------------------------------------
+
+
+def _count_jaxpr(jaxpr: Any) -> int:
+    """Equations of a jaxpr, counting those of nested jaxprs (pjit, custom_jvp, ...) instead of the call."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = [v for v in eqn.params.values() if hasattr(v, "eqns") or hasattr(v, "jaxpr")]
+        if inner:
+            for v in inner:
+                total += _count_jaxpr(v.jaxpr if hasattr(v, "jaxpr") and not hasattr(v, "eqns") else v)
+        else:
+            total += 1
+    return total
+
+
+def expression_sizes(problem: str, n: int = 5, systems: tuple[str, ...] = ("tensorcalc", "jax", "torch.func")
+                     ) -> list[dict[str, Any]]:
+    """Operation counts of each system's Hessian of ``problem`` in three modes:
+    ``forward`` (forward over forward), ``reverse`` (reverse over reverse) and ``mixed``
+    (forward over reverse: what ``jax.hessian`` and ``torch.func.hessian`` do; tensorcalc's
+    default chooses per order). tensorcalc: distinct operation nodes of the simplified
+    DAG; jax: equations of the jaxpr; torch.func: call_function nodes of the
+    ``make_fx`` graph. Systems that are not installed are skipped."""
+    spec = check_problem(problem)
+    rows: list[dict[str, Any]] = []
+    inputs = make_inputs(problem, n)
+    for system in systems:
+        if not installed(system):
+            continue
+        if system == "tensorcalc":
+            from mlmyths import tensorcalc as tc
+
+            f = spec.parse()
+            for mode, tc_mode in (("forward", "forward"), ("reverse", "reverse"), ("mixed", "auto")):
+                H = tc.hessian(f, spec.wrt, mode=tc_mode)  # type: ignore[arg-type]
+                rows.append({"problem": problem, "system": system, "mode": mode, "operations": tc.node_count(H),
+                             "unit": "DAG nodes"})
+        elif system == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            data = {k: jnp.asarray(v) for k, v in inputs.items()}
+            fj = _array_function(problem, data, jnp)
+            for mode, h in (("forward", jax.jacfwd(jax.jacfwd(fj))), ("reverse", jax.jacrev(jax.jacrev(fj))),
+                            ("mixed", jax.hessian(fj))):
+                closed = jax.make_jaxpr(h)(data[spec.wrt])
+                rows.append({"problem": problem, "system": system, "mode": mode,
+                             "operations": _count_jaxpr(closed.jaxpr), "unit": "jaxpr equations"})
+        elif system == "torch.func":
+            import torch
+            from torch.fx.experimental.proxy_tensor import make_fx
+
+            data = {k: torch.tensor(v) for k, v in inputs.items()}
+            ft = _torch_function(problem, data)
+            tf_ = torch.func
+            for mode, h in (("forward", tf_.jacfwd(tf_.jacfwd(ft))), ("reverse", tf_.jacrev(tf_.jacrev(ft))),
+                            ("mixed", tf_.hessian(ft))):
+                graph = make_fx(h)(data[spec.wrt]).graph
+                count = sum(1 for node in graph.nodes if node.op == "call_function")
+                rows.append({"problem": problem, "system": system, "mode": mode, "operations": count,
+                             "unit": "torch.fx nodes"})
+    return rows
+
+
+if __name__ == "__main__":  # the worker of measure_isolated
+    raise SystemExit(_worker(sys.argv[1]))
