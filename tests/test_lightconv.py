@@ -1,0 +1,298 @@
+"""LightweightConv1d / DynamicConv1d, ConvLM and TransformerLM: fast paths vs the reference,
+causality, incremental decoding, kernel normalization, DropConnect, padding masks, parameter counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlmyths.errors import ConfigError, UserError
+from mlmyths.models import ConvBlock, ConvLM, DynamicConv1d, LightweightConv1d, TransformerLM
+from mlmyths.models.lightconv import ConvLMConfig, dynamic_conv, reference_conv
+from mlmyths.models.transformer import TransformerLMConfig
+
+CONVS = [LightweightConv1d, DynamicConv1d]
+SHAPES = [(1, 3, 1), (7, 5, 2), (33, 31, 4), (100, 4, 8), (64, 1, 2), (5, 9, 2)]  # (T, K, H); K > T too
+
+
+def _grads(out, inputs, seed=0):
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.autograd.grad(out, inputs, g)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T,K,H", SHAPES)
+def test_fast_path_equals_reference(cls, causal, T, K, H):
+    torch.manual_seed(T * 100 + K)
+    conv = cls(16, K, H, causal=causal, bias=True)
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(3, T, 16, requires_grad=True)
+    fast, ref = conv(x), conv(x, reference=True)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    params = [x, *conv.parameters()]
+    for g_fast, g_ref in zip(_grads(fast, params), _grads(ref, params)):
+        torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method,block", [("unfold", 32), ("band", 1), ("band", 5), ("band", 32), ("band", 512)])
+@pytest.mark.parametrize("T", [1, 6, 50])
+def test_dynamic_methods_equal_reference(method, block, T):
+    torch.manual_seed(T)
+    K, H, C = 7, 4, 16
+    x_padded = torch.randn(2, T + K - 1, C, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(2, T, H, K, dtype=torch.float64, requires_grad=True)
+    fast = dynamic_conv(x_padded, kernel, method, block)
+    ref = reference_conv(x_padded, kernel)
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(_grads(fast, [x_padded, kernel]), _grads(ref, [x_padded, kernel])):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_matches_numpy_convolution():
+    """Known values: one head, raw kernel [1, 2, 3] (no softmax), causal: y_t = x_{t-2} + 2 x_{t-1} + 3 x_t."""
+    conv = LightweightConv1d(1, 3, 1, causal=True, weight_softmax=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+    x = np.array([1.0, -2.0, 0.5, 4.0, 3.0], dtype=np.float32)
+    expected = np.convolve(x, [3.0, 2.0, 1.0])[:5]  # np.convolve flips the kernel
+    got = conv(torch.from_numpy(x).view(1, 5, 1)).detach().view(5).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    centered = LightweightConv1d(1, 3, 1, causal=False, weight_softmax=False)
+    with torch.no_grad():
+        centered.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+    got = centered(torch.from_numpy(x).view(1, 5, 1)).detach().view(5).numpy()
+    np.testing.assert_allclose(got, np.convolve(x, [3.0, 2.0, 1.0])[1:6], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("causal,K,left,right", [(True, 5, 4, 0), (False, 5, 2, 2), (False, 4, 1, 2), (True, 1, 0, 0)])
+def test_receptive_window_is_exact(cls, causal, K, left, right):
+    """Output t depends on inputs t-left … t+right and on nothing else (Jacobian support);
+    an even centered kernel reaches one step further right (fairseq's convention)."""
+    torch.manual_seed(0)
+    conv = cls(8, K, 2, causal=causal)
+    T, t = 12, 6
+    x = torch.randn(1, T, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(conv(x)[0, t].sum(), x)
+    touched = grad[0].abs().sum(-1) > 0
+    assert conv.padding == (left, right)
+    expected = torch.zeros(T, dtype=torch.bool)
+    expected[t - left: t + right + 1] = True
+    if cls is DynamicConv1d:  # the kernel at t is predicted from x_t, which is in the window anyway
+        expected[t] = True
+    assert torch.equal(touched, expected)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_causality_future_changes_nothing_in_the_past(cls):
+    torch.manual_seed(1)
+    conv = cls(16, 7, 4).eval()
+    x = torch.randn(2, 40, 16)
+    x2 = x.clone()
+    x2[:, 25:] = torch.randn(2, 15, 16) * 5
+    y, y2 = conv(x), conv(x2)
+    torch.testing.assert_close(y[:, :25], y2[:, :25], rtol=0, atol=0)
+    assert not torch.allclose(y[:, 25:], y2[:, 25:])
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("K", [1, 5])
+@pytest.mark.parametrize("chunks", [[1] * 9, [4, 1, 4], [9], [2, 7]])
+def test_incremental_decoding_equals_full_forward(cls, K, chunks):
+    torch.manual_seed(2)
+    conv = cls(16, K, 4, bias=True).eval()
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(2, sum(chunks), 16)
+    state = conv.init_state(2)
+    assert state.shape == (2, K - 1, 16)
+    outs, start = [], 0
+    for n in chunks:
+        y, state = conv.step(x[:, start:start + n], state)
+        outs.append(y)
+        start += n
+    torch.testing.assert_close(torch.cat(outs, 1), conv(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state, x[:, x.shape[1] - (K - 1):])
+
+
+def test_step_needs_a_causal_convolution():
+    conv = LightweightConv1d(8, 3, 2, causal=False)
+    with pytest.raises(UserError, match="causal=True"):
+        conv.init_state(1)
+
+
+def test_kernel_rows_sum_to_one_with_softmax():
+    torch.manual_seed(3)
+    light = LightweightConv1d(16, 9, 4).eval()
+    torch.testing.assert_close(light.kernel(torch.zeros(1, 1, 16)).sum(-1), torch.ones(4))
+    dynamic = DynamicConv1d(16, 9, 4).eval()
+    w = dynamic.kernel(torch.randn(2, 11, 16))
+    assert w.shape == (2, 11, 4, 9) and bool((w > 0).all())
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 11, 4))
+    raw = LightweightConv1d(16, 9, 4, weight_softmax=False)
+    torch.testing.assert_close(raw.kernel(torch.zeros(1, 1, 16)), raw.weight)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_dropconnect_only_in_training(cls):
+    torch.manual_seed(4)
+    conv = cls(16, 7, 4, weight_dropout=0.3)
+    plain = cls(16, 7, 4, weight_dropout=0.0)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 30, 16)
+    conv.eval()
+    torch.testing.assert_close(conv(x), plain.eval()(x), rtol=0, atol=0)
+    torch.testing.assert_close(conv(x), conv(x), rtol=0, atol=0)
+    conv.train()
+    assert not torch.allclose(conv(x), conv(x))
+    # dropped entries are zero, kept ones rescaled by 1/(1-p): the mean kernel is the softmax kernel
+    conv.eval()
+    expected = conv.kernel(x)
+    conv.train()
+    draws = torch.stack([conv.kernel(x) for _ in range(400)])
+    zero_fraction = float((draws == 0).float().mean())
+    assert abs(zero_fraction - 0.3) < 0.03
+    kept = draws != 0
+    torch.testing.assert_close(draws[kept], (expected.expand_as(draws) / 0.7)[kept], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(draws.mean(0), expected, rtol=0.2, atol=0.03)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("causal", [True, False])
+def test_right_padding_equals_the_unpadded_sequence(cls, causal):
+    torch.manual_seed(5)
+    conv = cls(16, 5, 4, causal=causal, bias=True).eval()
+    with torch.no_grad():
+        conv.bias.normal_()
+    lengths = [10, 6]
+    x = torch.randn(2, 10, 16) * 3  # junk in the padding
+    mask = torch.arange(10)[None, :] >= torch.tensor(lengths)[:, None]  # True at padding
+    y = conv(x, key_padding_mask=mask)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(y[b, :n], conv(x[b:b + 1, :n])[0], rtol=1e-5, atol=1e-6)
+        assert bool((y[b, n:] == 0).all())
+    x2 = x.clone()
+    x2[1, 6:] = torch.randn(4, 16)  # padding content does not matter
+    torch.testing.assert_close(conv(x2, key_padding_mask=mask), y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", CONVS)
+def test_left_padding_of_a_causal_convolution_is_invisible(cls):
+    torch.manual_seed(6)
+    conv = cls(8, 5, 2).eval()
+    x = torch.randn(1, 9, 8)
+    mask = torch.zeros(1, 9, dtype=torch.bool)
+    mask[0, :3] = True
+    y = conv(x, key_padding_mask=mask)
+    torch.testing.assert_close(y[0, 3:], conv(x[:, 3:])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_parameter_counts():
+    C, K, H = 64, 31, 8
+    assert sum(p.numel() for p in LightweightConv1d(C, K, H).parameters()) == H * K
+    assert sum(p.numel() for p in LightweightConv1d(C, K, H, bias=True).parameters()) == H * K + C
+    assert sum(p.numel() for p in DynamicConv1d(C, K, H).parameters()) == C * H * K
+    d, f = 32, 80
+    block = ConvBlock(d, 7, 4, conv="lightweight", ffn_dim=f)
+    glu, out, ffn, norms = 2 * d * d + 2 * d, d * d + d, 2 * d * f + f + d, 4 * d
+    assert sum(p.numel() for p in block.parameters()) == glu + 4 * 7 + out + ffn + norms
+    dyn = ConvBlock(d, 7, 4, conv="dynamic", ffn_dim=f)
+    assert sum(p.numel() for p in dyn.parameters()) == glu + d * 4 * 7 + out + ffn + norms
+    V, L = 50, 3
+    tr = TransformerLM(TransformerLMConfig(vocab_size=V, dim=d, layers=L, heads=4, ffn_dim=f))
+    attention = 4 * d * d + 4 * d
+    assert tr.num_parameters() == V * d + L * (attention + ffn + norms) + 2 * d  # tied output, final norm
+    lm = ConvLM(ConvLMConfig(vocab_size=V, dim=d, layers=L, heads=4, kernel_sizes=(3, 5, 7), ffn_dim=f))
+    assert lm.num_parameters() == V * d + L * (glu + out + ffn + norms) + 4 * (3 + 5 + 7) + 2 * d
+
+
+def test_errors_name_the_parameter():
+    with pytest.raises(ConfigError, match="channels=10 must be a positive multiple of heads=4"):
+        LightweightConv1d(10, 3, 4)
+    with pytest.raises(ConfigError, match="kernel_size must be >= 1, got 0"):
+        DynamicConv1d(8, 0, 2)
+    with pytest.raises(ConfigError, match="weight_dropout must be in"):
+        LightweightConv1d(8, 3, 2, weight_dropout=1.0)
+    conv = LightweightConv1d(8, 3, 2)
+    with pytest.raises(UserError, match=r"expects input of shape \(batch, time, 8\), got \(2, 8\)"):
+        conv(torch.zeros(2, 8))
+    with pytest.raises(UserError, match="key_padding_mask must have shape"):
+        conv(torch.zeros(2, 5, 8), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="kernel_sizes=.* must have one entry or one per layer"):
+        ConvLM(ConvLMConfig(vocab_size=10, dim=8, layers=3, heads=2, kernel_sizes=(3, 5)))
+    with pytest.raises(UserError, match="tokens must be an integer tensor"):
+        TransformerLM(TransformerLMConfig(vocab_size=10, dim=8, layers=1, heads=2))(torch.zeros(2, 3))
+
+
+def _lms(vocab=40):
+    torch.manual_seed(7)
+    return {
+        "transformer": TransformerLM(TransformerLMConfig(vocab_size=vocab, dim=32, layers=2, heads=4)),
+        "lightconv": ConvLM(ConvLMConfig(vocab_size=vocab, dim=32, layers=2, heads=4, kernel_sizes=(3, 5))),
+        "dynamicconv": ConvLM(ConvLMConfig(vocab_size=vocab, dim=32, layers=2, heads=4, kernel_sizes=(3, 5),
+                                           conv="dynamic", positions=True)),
+    }
+
+
+@pytest.mark.parametrize("name", ["transformer", "lightconv", "dynamicconv"])
+def test_language_models_decode_incrementally_and_causally(name):
+    model = _lms()[name].eval()
+    tokens = torch.randint(0, 40, (2, 13), generator=torch.Generator().manual_seed(8))
+    full = model(tokens)
+    state = model.init_state(2)
+    pieces = []
+    for start, stop in [(0, 5), (5, 6), (6, 13)]:
+        logits, state = model.step(tokens[:, start:stop], state)
+        pieces.append(logits)
+    assert state.position == 13
+    torch.testing.assert_close(torch.cat(pieces, 1), full, rtol=1e-4, atol=1e-5)
+    changed = tokens.clone()
+    changed[:, 9:] = (changed[:, 9:] + 1) % 40
+    torch.testing.assert_close(model(changed)[:, :9], full[:, :9], rtol=0, atol=0)
+
+
+def test_conv_lm_sees_exactly_its_receptive_field():
+    model = _lms()["lightconv"].eval()
+    assert model.receptive_field == 1 + 2 + 4
+    tokens = torch.randint(0, 40, (1, 20), generator=torch.Generator().manual_seed(9))
+    base = model(tokens)[0, 15]
+    for t, visible in [(8, False), (9, True), (15, True)]:  # output 15 sees tokens 9 … 15
+        changed = tokens.clone()
+        changed[0, t] = (changed[0, t] + 1) % 40
+        assert (not torch.equal(model(changed)[0, 15], base)) == visible
+
+
+@pytest.mark.parametrize("name", ["transformer", "dynamicconv"])
+def test_greedy_generation_with_cache_equals_recomputing(name):
+    model = _lms()[name]
+    prompt = torch.randint(0, 40, (2, 4), generator=torch.Generator().manual_seed(10))
+    out = model.generate(prompt, 6, temperature=0)
+    assert out.shape == (2, 10) and torch.equal(out[:, :4], prompt)
+    assert model.training  # restored
+    model.eval()
+    seq = prompt
+    with torch.no_grad():
+        for _ in range(6):
+            seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(out, seq)
+
+
+def test_custom_backward_passes_gradcheck():
+    """The hand-written backward passes (LightConv on the CPU, DynamicConv's band path) against
+    finite differences, in float64, with T not a multiple of the block size."""
+    from mlmyths.models.lightconv import _light_kernel_grad, lightweight_conv
+
+    gen = torch.Generator().manual_seed(11)
+    x_padded = torch.randn(2, 11 + 4, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    light = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lightweight_conv, (x_padded, light))
+    dynamic = torch.randn(2, 11, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    for block in (1, 3, 4, 11, 32):
+        assert torch.autograd.gradcheck(lambda x, k, b=block: dynamic_conv(x, k, "band", b), (x_padded, dynamic))
+    # the kernel gradient's blocks: any block size gives the same sums
+    g = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen)
+    sums = [_light_kernel_grad(g, x_padded.detach(), 3, 5, block) for block in (1, 2, 5, 11, 64)]
+    for other in sums[1:]:
+        torch.testing.assert_close(other, sums[0], rtol=1e-12, atol=1e-12)
