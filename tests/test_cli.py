@@ -117,3 +117,16 @@ def test_data_commands(tmp_path):
     assert proc.returncode == 2 and "put train-images-idx3-ubyte.gz" in proc.stderr
     proc = run_cli("data", "fetch", "mnist")
     assert proc.returncode == 2 and "MLMYTHS_OFFLINE is set" in proc.stderr
+
+
+def test_run_all_goes_on_past_one_myths_missing_data(tmp_path, capsys, monkeypatch):
+    two = {m: myths.MythInfo(m, "_demo_experiment", "A demo myth.", "Nobody, 2026", "none") for m in ("demo", "demo2")}
+    monkeypatch.setattr(myths, "MYTHS", two)
+    status = cli.main(["run", "all", "--scale", "smoke", "--set", "demo.dataset=mnist", "--out", str(tmp_path),
+                       "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "mlmyths: error: demo: dataset 'mnist' is not available locally" in captured.err
+    assert not list(tmp_path.glob("demo/*"))  # nothing half-made for the myth that could not start
+    assert read_results(tmp_path, "demo2")["status"] == "completed"  # the other myth ran
+    assert (tmp_path / "index.html").exists() and "demo2" in (tmp_path / "summary.md").read_text()

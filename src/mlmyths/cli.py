@@ -186,9 +186,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     for myth_id, module, cfg, scale, seed, threads, resume_dir in plan:
         echo = None if args.quiet else _echo_for(myth_id)
-        record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
-                              threads=threads, resume_dir=resume_dir, echo=echo,
-                              interactive=None if not args.quiet else False)
+        try:
+            record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
+                                  threads=threads, resume_dir=resume_dir, echo=echo,
+                                  interactive=None if not args.quiet else False)
+        except UserError as exc:
+            if args.myth != "all":
+                raise
+            # one myth's bad input (e.g. its data missing offline) must not cost the others
+            sys.stderr.write(f"mlmyths: error: {myth_id}: {exc}\n")
+            status = EXIT_USAGE
+            continue
         run_dir = args.out / myth_id / record["run_id"]
         if record["status"] == "completed":
             v = record["verdict"]

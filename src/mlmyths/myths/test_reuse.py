@@ -33,7 +33,9 @@ CIFAR-10's labels are available, else the paper's Table 1):
   they overstate accuracy on new data, while the order of models survives;
 - ``supported`` when fewer than half of the models drop significantly (the test-set numbers
   carry over to new data);
-- ``inconclusive`` otherwise, or when no original accuracies are available.
+- ``inconclusive`` otherwise, or when no original accuracies are available, or when the published
+  predictions are not available (offline without a copy: part (b) still runs and the reason says
+  how to get them).
 
 Part (b) does not enter the verdict; it is reported separately: the from-scratch zoo shows a
 *measurable adaptivity gap* when the mean of (reported - fresh accuracy) of the plain-reuse greedy
@@ -49,7 +51,7 @@ import torch
 
 from mlmyths import config as configs
 from mlmyths import data, plots
-from mlmyths.errors import ConfigError
+from mlmyths.errors import ConfigError, DataError
 from mlmyths.myths import claim
 from mlmyths.reuse import cifar101, zoo
 from mlmyths.reuse.analysis import analyze_zoo
@@ -309,7 +311,11 @@ def _zoo_figure(ctx: RunContext, sel: dict[str, Any], dataset: str) -> str:
 # -- the experiment ---------------------------------------------------------------------------------------------
 
 
-def _verdict(cfg: Config, primary: dict[str, Any] | None, version: str) -> Verdict:
+def _verdict(cfg: Config, primary: dict[str, Any] | None, version: str, missing: str | None = None) -> Verdict:
+    if primary is None and missing is not None:
+        return Verdict("inconclusive", "the published CIFAR-10.1 predictions are not available on this machine, so "
+                                       "the myth's test did not run (`mlmyths data fetch cifar10.1` downloads them, "
+                                       "2 MB); only the from-scratch holdout-reuse part ran")
     if primary is None:
         return Verdict("inconclusive", "the published CIFAR-10.1 predictions were not analysed (published=false), "
                                        "so the myth's test did not run")
@@ -341,10 +347,16 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     tables: dict[str, list[dict[str, Any]]] = {}
     published: dict[str, dict[str, Any]] = {}
     labels = None
+    missing = None
     if cfg.published:
-        data.fetch("cifar10.1")  # a missing copy is a one-line DataError before anything is computed
-    d = _zoo_data(cfg, ctx)  # so is a missing dataset or a bad split size for part (b)
-    if cfg.published:
+        try:
+            data.fetch("cifar10.1")
+        except DataError as exc:  # offline without a copy: part (b) still runs, the verdict says why it can't
+            missing = str(exc)
+            ctx.log(f"warning: {missing}")
+            notes.append(f"Part (a) did not run: {missing}")
+    d = _zoo_data(cfg, ctx)  # a missing dataset or a bad split size for part (b) is a one-line error
+    if cfg.published and missing is None:
         if cfg.use_cifar10_labels:
             labels = cifar101.cifar10_test_labels()
         if labels is None:
@@ -378,7 +390,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                                                               "intercept", "r2", "n")}}
                           for v, p in published.items() for f in p["fits"]]
     primary_version = cfg.versions[0]
-    verdict = _verdict(cfg, published.get(primary_version), primary_version)
+    verdict = _verdict(cfg, published.get(primary_version), primary_version, missing)
 
     # part (b)
     names, preds = _train_zoo(cfg, ctx, d)
@@ -402,7 +414,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     })
 
     figures = [f for f in (_scatter(ctx, published), _zoo_figure(ctx, sel, d["name"])) if f]
-    parts = []
+    parts = [verdict.reason[0].upper() + verdict.reason[1:] + "."] if missing else []
     if published:
         p = published[primary_version]
         fit = next((f for f in p["fits"] if f["space"] == "linear"), None)
