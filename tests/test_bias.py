@@ -30,7 +30,9 @@ def test_hog_equals_scikit_image(shape, cell, block, orientations, norm):
     x = np.random.default_rng(0).random((4, *shape))
     ours = hog(torch.from_numpy(x), orientations=orientations, pixels_per_cell=cell, cells_per_block=block,
                block_norm=norm).numpy()
-    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    def pair(v):
+        return v if isinstance(v, tuple) else (v, v)
+
     ref = np.stack([skimage_hog(xi.transpose(1, 2, 0) if shape[0] == 3 else xi[0], orientations=orientations,
                                 pixels_per_cell=pair(cell), cells_per_block=pair(block), block_norm=norm,
                                 channel_axis=-1 if shape[0] == 3 else None) for xi in x])

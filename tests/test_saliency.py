@@ -162,7 +162,9 @@ def test_attributions_are_differentiable(method):
     """create_graph=True: the attribution's derivative in x agrees with finite differences (smooth net)."""
     net = conv_net(nn.Tanh)
     x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64).requires_grad_(True)
-    fn = lambda z: attribute(net, z, 3, method, raw=True, n_steps=4, create_graph=True)
+    def fn(z):
+        return attribute(net, z, 3, method, raw=True, n_steps=4, create_graph=True)
+
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
 
 

@@ -313,7 +313,9 @@ def _maxpool_linearized(m: nn.MaxPool2d, u: Tensor, ref: tuple[Tensor, Tensor, T
     z0, y0, idx0 = ref
     z, y, idx = act
     B, C = u.shape[:2]
-    flat = lambda t: t.expand(B, *t.shape[1:]).reshape(B, C, -1)  # (B, C, H*W)
+    def flat(t: Tensor) -> Tensor:  # (B, C, H*W)
+        return t.expand(B, *t.shape[1:]).reshape(B, C, -1)
+
     out_shape = y.shape
     idx, idx0 = flat(idx), flat(idx0)
     du, dz = flat(u) - flat(z0), flat(z) - flat(z0)
