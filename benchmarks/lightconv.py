@@ -65,6 +65,17 @@ class UnfoldLightConv(LightweightConv1d):
         return dynamic_conv(x_padded, kernel.expand(B, T, *kernel.shape), "unfold")
 
 
+class KernelPrediction(nn.Module):
+    """DynamicConv's kernel-predicting step alone (linear C -> H*K, softmax): the part LightConv lacks."""
+
+    def __init__(self, channels: int, kernel_size: int, heads: int):
+        super().__init__()
+        self.conv = DynamicConv1d(channels, kernel_size, heads)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv.kernel(x)
+
+
 def build(name: str, C: int, H: int, K: int) -> nn.Module:
     if name == "LightConv":
         return LightweightConv1d(C, K, H)
@@ -72,6 +83,8 @@ def build(name: str, C: int, H: int, K: int) -> nn.Module:
         return UnfoldLightConv(C, K, H)
     if name == "DynamicConv":
         return DynamicConv1d(C, K, H)
+    if name == "DynamicConv kernels":
+        return KernelPrediction(C, K, H)
     if name == "SDPA":
         return SDPAttention(C, H)
     raise ValueError(name)
@@ -88,7 +101,7 @@ def measure(module: nn.Module, B: int, T: int, C: int, device: torch.device, rep
 
 def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: int, K: int, repeats: int,
                  max_seconds: float, unfold_max_T: int) -> list[dict]:
-    names = ["LightConv", "LightConv unfold", "DynamicConv", "SDPA"]
+    names = ["LightConv", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA"]
     stopped: set[str] = set()
     rows = []
     for T in lengths:
@@ -151,13 +164,17 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(rows: list[dict], setting: str, reference: bool) -> list[str]:
     out = [f"**{setting}** — forward+backward, ms (peak MiB):", "",
-           "| T | LightConv | LightConv unfold | DynamicConv | SDPA + QKV | SDPA / LightConv | SDPA / DynamicConv "
-           "| DynamicConv / LightConv |", "|---|---|---|---|---|---|---|---|"]
+           "| T | LightConv | LightConv unfold | DynamicConv | of which kernel prediction | SDPA + QKV "
+           "| SDPA / LightConv | SDPA / DynamicConv | DynamicConv / LightConv | (DynamicConv - prediction) / LightConv |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{_cell(r[n])} ({_cell(r[n + ' MiB'], 1)})" if r[n] is not None else "–"
-                 for n in ("LightConv", "LightConv unfold", "DynamicConv", "SDPA")]
+                 for n in ("LightConv", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA")]
+        rest = (r["DynamicConv"] - r["DynamicConv kernels"]
+                if r["DynamicConv"] is not None and r["DynamicConv kernels"] is not None else None)
         out.append(f"| {r['T']} | " + " | ".join(cells) + f" | {_ratio(r['SDPA'], r['LightConv'])} | "
-                   f"{_ratio(r['SDPA'], r['DynamicConv'])} | {_ratio(r['DynamicConv'], r['LightConv'])} |")
+                   f"{_ratio(r['SDPA'], r['DynamicConv'])} | {_ratio(r['DynamicConv'], r['LightConv'])} | "
+                   f"{_ratio(rest, r['LightConv'])} |")
     if reference:
         out += ["", "Issue's reference figures (2 CPU cores): " + ", ".join(
             f"{name} {ms:g} ms at T={T}" for (name, T), ms in REFERENCE.items()) + "."]
@@ -179,6 +196,11 @@ def targets(rows: list[dict]) -> list[str]:
         out.append(f"- DynamicConv / LightConv: {min(ratios):.1f}-{max(ratios):.1f}x "
                    f"({'within' if max(ratios) <= 3 else 'not within'} 3x at every T; DynamicConv also runs the "
                    "C -> H*K kernel-predicting linear layer, which LightConv does not have).")
+    rest = [(r["DynamicConv"] - r["DynamicConv kernels"]) / r["LightConv"] for r in rows
+            if r["DynamicConv"] and r["DynamicConv kernels"] and r["LightConv"]]
+    if rest:
+        out.append(f"- Without that layer (DynamicConv minus the kernel prediction measured alone): "
+                   f"{min(rest):.1f}-{max(rest):.1f}x LightConv.")
     long = [r for r in rows if r["T"] >= 1024 and r["SDPA"] is not None]
     if long:
         faster = all(r["LightConv"] < r["SDPA"] and r["DynamicConv"] < r["SDPA"] for r in long)

@@ -65,3 +65,12 @@ def _offline_and_isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factor
     """Tests never download, and never write to the user's real cache."""
     monkeypatch.setenv("MLMYTHS_OFFLINE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
+@pytest.fixture
+def float64_default():
+    """float64 as torch's default dtype for one test (modules opt in with ``pytest.mark.usefixtures``)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

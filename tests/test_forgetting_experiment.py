@@ -197,3 +197,18 @@ def test_an_interrupted_scoring_run_resumes_with_its_early_el2n_and_snapshots(tm
     for a, b in zip(resumed.counts, whole.counts):
         torch.testing.assert_close(a, b)
     np.testing.assert_array_equal(tracker.forgetting_counts(), whole_tracker.forgetting_counts())
+
+
+def test_verdict_supported_only_when_the_loss_clearly_exceeds_the_tolerance() -> None:
+    # the small run of 2026-11-28: 20% removed lost 0.37 points (tolerance 0.30), standard error ~0.16
+    c = {"forgetting": {0.2: 0.87653, 0.3: 0.87257}, "random": {0.2: 0.87503, 0.3: 0.87033},
+         "el2n": {0.2: 0.88223, 0.3: 0.87953}}
+    verdict, best = exp.removal_verdict(0.88027, 0.00123, c, tolerance=0.003, min_fraction=0.2,
+                                        drop_se={0.2: 0.0016, 0.3: 0.0033})
+    assert verdict.outcome == "inconclusive" and best is None
+    assert "lost 0.37 points" in verdict.reason and "within two standard errors" in verdict.reason
+    assert "EL2N-ordered: 88.22%" in verdict.reason
+    # the same losses with tight seeds are a clear loss
+    verdict, _ = exp.removal_verdict(0.88027, 0.00123, c, tolerance=0.003, min_fraction=0.2,
+                                     drop_se={0.2: 0.0002, 0.3: 0.0002})
+    assert verdict.outcome == "supported" and "two standard errors" in verdict.reason

@@ -14,14 +14,7 @@ from mlmyths.tensorcalc.ir import Delta, Lin, Product
 from conftest import run_cli
 
 
-
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """float64 by default inside this module only (other modules' models are float32)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # other modules' models are float32
 
 N, M = 3, 4  # sizes of the symbolic dimensions n and m in numeric checks
 

@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 from mlmyths import tensorcalc as tc
 
 
-
-@pytest.fixture(autouse=True)
-def _float64_default():
-    """float64 by default inside this module only (other modules' models are float32)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # other modules' models are float32
 
 n = 3
 X_TC, Y_TC, A_TC, C_TC = tc.vector("x", "n"), tc.vector("y", "n"), tc.matrix("A", "n", "n"), tc.scalar("c")

@@ -32,9 +32,11 @@ What this experiment does (one task per training run, so ``--resume`` continues)
 ``f >= min_fraction`` the forgetting-ordered removal loses at most ``tol`` of full-data
 accuracy (mean over seeds) while random removal of the same fraction loses more than the
 forgetting-ordered one. ``supported`` when at every fraction ``>= min_fraction``
-forgetting-ordered removal loses more than ``tol``. Otherwise ``inconclusive`` (e.g. the
-forgetting order is within ``tol`` but no better than random: the data is redundant but the
-ranking adds nothing). The reason quotes the accuracies.
+forgetting-ordered removal loses more than ``tol`` by more than two standard errors of that loss
+(over seeds: the myth needs the loss to be clear, not a few hundredths of a point past the
+tolerance). Otherwise ``inconclusive`` (the forgetting order is within ``tol`` but no better than
+random: the data is redundant but the ranking adds nothing; or the loss is past ``tol`` but within
+two standard errors of it). The reason quotes the accuracies, random's and EL2N's.
 
 Scales: ``smoke`` (digits, seconds), ``small`` (Fashion-MNIST: a 10k-example subset, a
 compact CNN, 10 epochs, 3 + 3 seeds; minutes on 2 CPU cores), ``paper`` (CIFAR-10 with the
@@ -207,11 +209,14 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[float, float]], *,
-                    tolerance: float, min_fraction: float) -> tuple[Verdict, float | None]:
+                    tolerance: float, min_fraction: float,
+                    drop_se: dict[float, float] | None = None) -> tuple[Verdict, float | None]:
     """The documented rule (module docstring) applied to mean test accuracies.
 
-    ``curve[order][fraction]`` is the mean accuracy after removing ``fraction`` in ``order``.
-    Returns the verdict and the largest qualifying fraction (None if none qualifies).
+    ``curve[order][fraction]`` is the mean accuracy after removing ``fraction`` in ``order``;
+    ``drop_se[fraction]`` the standard error of the forgetting-ordered drop (over seeds), which a
+    ``supported`` verdict must clear twice over. Returns the verdict and the largest qualifying
+    fraction (None if none qualifies).
     """
     tol = max(tolerance, full_std if math.isfinite(full_std) else 0.0)
     forgetting, random = curve.get("forgetting", {}), curve.get("random", {})
@@ -223,6 +228,16 @@ def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[flo
     def pts(v: float) -> str:
         return f"{100 * v:.2f}"
 
+    def others(f: float) -> str:
+        text = f"random: {pts(random.get(f, float('nan')))}%"
+        if f in curve.get("el2n", {}):
+            text += f", EL2N-ordered: {pts(curve['el2n'][f])}%"
+        return text
+
+    def se(f: float) -> float:
+        v = (drop_se or {}).get(f, 0.0)
+        return v if math.isfinite(v) else 0.0
+
     wins = [f for f in fractions if full_mean - forgetting[f] <= tol
             and f in random and math.isfinite(random[f]) and random[f] < forgetting[f]]
     if wins:
@@ -232,13 +247,19 @@ def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[flo
             f"(full data {pts(full_mean)}%, loss {100 * (full_mean - forgetting[f]):.3f} <= {100 * tol:.3f} points), "
             f"while "
             f"removing {f:.0%} at random gave {pts(random[f])}%")), f
-    if all(full_mean - forgetting[f] > tol for f in fractions):
+    if all(full_mean - forgetting[f] > tol + 2 * se(f) for f in fractions):
         f = fractions[0]
         return Verdict("supported", (
-            f"every removal of >= {min_fraction:.0%} by forgetting counts lost more than {pts(tol)} points: "
-            f"{f:.0%} removed gave {pts(forgetting[f])}% vs {pts(full_mean)}% with all data "
-            f"(random: {pts(random.get(f, float('nan')))}%)")), None
+            f"every removal of >= {min_fraction:.0%} by forgetting counts lost more than {pts(tol)} points by over "
+            f"two standard errors: {f:.0%} removed gave {pts(forgetting[f])}% vs {pts(full_mean)}% with all data "
+            f"({others(f)})")), None
     kept = [f for f in fractions if full_mean - forgetting[f] <= tol]
+    if not kept:  # every drop exceeds the tolerance, but not clearly
+        f = min(fractions, key=lambda g: full_mean - forgetting[g] - tol - 2 * se(g))
+        return Verdict("inconclusive", (
+            f"removing {f:.0%} by forgetting counts lost {100 * (full_mean - forgetting[f]):.2f} points "
+            f"({pts(forgetting[f])}% vs {pts(full_mean)}%; {others(f)}): beyond the {pts(tol)}-point tolerance but "
+            f"within two standard errors ({100 * se(f):.2f} points each) of it, so neither kept nor clearly lost")), None
     f = max(kept)
     return Verdict("inconclusive", (
         f"removing {f:.0%} by forgetting counts kept accuracy ({pts(forgetting[f])}% vs {pts(full_mean)}%), but "
@@ -381,8 +402,14 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     full_mean, full_std = stats(full)
     full_time = stats(full, "train_time_s")[0]
     curve = {o: {f: stats(runs[o, f])[0] for f in cfg.fractions} for o in cfg.orders}
+    full_sem = full_std / math.sqrt(len(full)) if len(full) > 1 else 0.0
+    drop_se = {}  # standard error of (full - forgetting-ordered) accuracy, over seeds
+    for f in cfg.fractions:
+        m, sd = stats(runs["forgetting", f]) if "forgetting" in cfg.orders else (float("nan"), float("nan"))
+        k = len(runs.get(("forgetting", f), []))
+        drop_se[f] = math.sqrt(full_sem ** 2 + (sd ** 2 / k if k > 1 and math.isfinite(sd) else 0.0))
     verdict, best = removal_verdict(full_mean, full_std, curve, tolerance=cfg.tolerance,
-                                    min_fraction=cfg.min_fraction)
+                                    min_fraction=cfg.min_fraction, drop_se=drop_se)
     tol = max(cfg.tolerance, full_std if math.isfinite(full_std) else 0.0)
 
     removal_rows = [{"order": "none", "removed_pct": 0, "n_train": n, "accuracy_pct": 100 * full_mean,

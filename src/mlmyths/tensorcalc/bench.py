@@ -165,21 +165,8 @@ def _to_numpy(a: Any) -> np.ndarray:
 # -- the systems -----------------------------------------------------------------------------
 
 
-def _torch_function(problem: str, data: dict[str, Any]) -> Callable[[Any], Any]:
-    import torch
-
-    if problem == "quadratic":
-        A = data["A"]
-        return lambda x: x @ A @ x
-    if problem == "logistic":
-        X, y = data["X"], data["y"]
-        return lambda w: torch.sum(torch.log(torch.exp(-y * (X @ w)) + 1))
-    T, V = data["T"], data["V"]
-    return lambda U: torch.sum((T - U @ V.T) ** 2)
-
-
 def _array_function(problem: str, data: dict[str, Any], np_: Any) -> Callable[[Any], Any]:
-    """The problem's f for jax.numpy or autograd.numpy."""
+    """The problem's f written with ``np_``: jax.numpy, autograd.numpy or torch."""
     if problem == "quadratic":
         A = data["A"]
         return lambda x: x @ A @ x
@@ -220,7 +207,7 @@ def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str 
             f = spec.parse()
             fn = tc.compile(tc.hessian(f, wrt), backend="torch", variables=f)
             return (lambda: fn(**data)), sync
-        fx = _torch_function(problem, data)
+        fx = _array_function(problem, data, torch)
         point = data[wrt]
         if system == "torch.func":
             hess = torch.func.hessian(fx)
@@ -613,7 +600,7 @@ def expression_sizes(problem: str, n: int = 5, systems: tuple[str, ...] = ("tens
             from torch.fx.experimental.proxy_tensor import make_fx
 
             data = {k: torch.tensor(v) for k, v in inputs.items()}
-            ft = _torch_function(problem, data)
+            ft = _array_function(problem, data, torch)
             tf_ = torch.func
             for mode, h in (("forward", tf_.jacfwd(tf_.jacfwd(ft))), ("reverse", tf_.jacrev(tf_.jacrev(ft))),
                             ("mixed", tf_.hessian(ft))):
