@@ -39,6 +39,11 @@ def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    runs.atomic_write_text(tmp_path / "index.html", "<html></html>")
+    assert (tmp_path / "index.html").stat().st_mode & 0o777 == 0o666 & ~runs._UMASK  # not mkstemp's 0600
+
+
 def test_killed_writer_never_leaves_a_partial_file(tmp_path):
     """SIGKILL a process that rewrites a 20 MB JSON file in a loop: every read parses."""
     path = tmp_path / "results.json"

@@ -97,6 +97,10 @@ class Result:
 # -- atomic files ----------------------------------------------------------------------------
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a normal file's permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
