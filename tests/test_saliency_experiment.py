@@ -110,3 +110,25 @@ def test_mean_image_reference_matches_float_mean():
     mean = experiment._mean_image(images, chunk=300)
     assert mean.shape == (1, 3, 4, 5)
     torch.testing.assert_close(mean, data.to_float(images).mean(0, keepdim=True), rtol=0, atol=1e-6)
+
+
+def test_the_digits_fallback_uses_digit_sized_settings(tmp_path, monkeypatch):
+    """Without Fashion-MNIST, 'auto' falls back to 8x8 digits: k and ε switch to digit-sized values, with a note."""
+    from mlmyths import data
+    from mlmyths.runs import RunContext
+
+    monkeypatch.setattr(data, "first_available", lambda *a, **k: "digits")
+    seen = {}
+
+    def stop(cfg, ctx, ds):  # stop after the settings are chosen: the test is about them, not the attack
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "_train", stop)
+    ctx = RunContext(tmp_path / "run", seed=0, scale="small")
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(experiment.config("small"), ctx)
+    assert seen["cfg"].k == 4 and max(seen["cfg"].epsilons) == pytest.approx(32 / 255)
+    with pytest.raises(KeyboardInterrupt):  # a dataset named explicitly keeps the settings asked for
+        experiment.run(experiment.config("small", dataset="digits"), ctx)
+    assert seen["cfg"].k == 16 and max(seen["cfg"].epsilons) == pytest.approx(8 / 255)

@@ -123,3 +123,19 @@ def test_missing_cifar101_runs_part_b_and_says_why_inconclusive(tmp_path: Path):
     assert "models" not in res["tables"] and not any(k.startswith("v6_") for k in res["metrics"])
     assert res["metrics"]["zoo_candidates"] >= 24 and len(res["tables"]["selection"]) == 6  # part (b) ran
     assert any(n.startswith("Part (a) did not run") for n in res["notes"])
+
+
+def test_small_sizes_shrink_to_fit_the_digits_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh machine without Fashion-MNIST: 'auto' falls back to digits, which the small sizes don't fit."""
+    from mlmyths import data
+
+    monkeypatch.setattr(data, "first_available", lambda *a, **k: "digits")
+    ctx = RunContext(tmp_path / "run", seed=0, scale="small")
+    d = test_reuse._zoo_data(test_reuse.config("small"), ctx)
+    n_pool = len(d["y_pool"])
+    assert d["name"] == "digits" and len(d["y_fit"]) == 1438  # all of digits' training images
+    assert (d["analyst_size"], d["holdout_size"]) == (round(0.3 * n_pool), round(0.2 * n_pool))
+    assert "instead of 10000, 3000/2000/rest" in d["adapted"]
+    with pytest.raises(ConfigError, match="'fit_size' is 10000 but digits has 1438"):  # named explicitly: an error
+        test_reuse._zoo_data(test_reuse.config("small", dataset="digits"), ctx)
+    assert test_reuse._zoo_data(test_reuse.config("smoke"), ctx)["adapted"] is None

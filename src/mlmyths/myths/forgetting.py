@@ -255,7 +255,7 @@ def removal_verdict(full_mean: float, full_std: float, curve: dict[str, dict[flo
             f"({others(f)})")), None
     kept = [f for f in fractions if full_mean - forgetting[f] <= tol]
     if not kept:  # every drop exceeds the tolerance, but not clearly
-        f = min(fractions, key=lambda g: full_mean - forgetting[g] - tol - 2 * se(g))
+        f = next(g for g in fractions if full_mean - forgetting[g] <= tol + 2 * se(g))  # smallest such removal
         return Verdict("inconclusive", (
             f"removing {f:.0%} by forgetting counts lost {100 * (full_mean - forgetting[f]):.2f} points "
             f"({pts(forgetting[f])}% vs {pts(full_mean)}%; {others(f)}): beyond the {pts(tol)}-point tolerance but "

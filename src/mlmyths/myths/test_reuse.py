@@ -163,19 +163,32 @@ def _published(cfg: Config, ctx: RunContext, version: str, original_labels: np.n
 
 
 def _zoo_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
+    """Part (b)'s data. With ``dataset="auto"`` falling back to a dataset too small for the sizes
+    asked (the embedded digits: 1,438 train / 359 test images), the sizes shrink to fit, in the
+    default proportions, and a note says so; a dataset named explicitly gets a one-line error."""
     name = data.first_available() if cfg.dataset == "auto" else cfg.dataset
     ds = data.load(name)
     n_train, n_pool = len(ds.y_train), len(ds.y_test)
     fit_size = n_train if cfg.fit_size <= 0 else cfg.fit_size
+    analyst, holdout = cfg.analyst_size, cfg.holdout_size
+    adapted = None
+    if cfg.dataset == "auto" and (fit_size > n_train or analyst + holdout >= n_pool):
+        fit_size = min(fit_size, n_train)
+        analyst, holdout = max(1, round(0.3 * n_pool)), max(1, round(0.2 * n_pool))  # 30/20/50%, as 3000/2000/5000
+        adapted = (f"{name} (the fallback when Fashion-MNIST is absent) is smaller than the sizes asked, so part (b) "
+                   f"uses {fit_size} training images and splits the {n_pool} test images {analyst}/{holdout}/"
+                   f"{n_pool - analyst - holdout} (analyst/reused/fresh) instead of {cfg.fit_size or 'all'}, "
+                   f"{cfg.analyst_size}/{cfg.holdout_size}/rest; intervals are correspondingly wider.")
     if fit_size > n_train:
         raise ConfigError(f"config key 'fit_size' is {cfg.fit_size} but {name} has {n_train} training images; "
                           "lower it (0 uses all)")
-    if cfg.analyst_size < 1 or cfg.holdout_size < 1 or cfg.analyst_size + cfg.holdout_size >= n_pool:
-        raise ConfigError(f"config keys 'analyst_size' ({cfg.analyst_size}) and 'holdout_size' ({cfg.holdout_size}) "
+    if analyst < 1 or holdout < 1 or analyst + holdout >= n_pool:
+        raise ConfigError(f"config keys 'analyst_size' ({analyst}) and 'holdout_size' ({holdout}) "
                           f"must be >= 1 and leave a fresh holdout of {name}'s {n_pool} test images; lower them")
     fit = torch.from_numpy(np.sort(ctx.rng("zoo-fit").permutation(n_train)[:fit_size]))
     return {"name": name, "x_fit": ds.x_train[fit], "y_fit": ds.y_train[fit], "x_pool": ds.x_test,
-            "y_pool": ds.y_test.numpy(), "num_classes": ds.num_classes}
+            "y_pool": ds.y_test.numpy(), "num_classes": ds.num_classes, "analyst_size": analyst,
+            "holdout_size": holdout, "adapted": adapted}
 
 
 def _train_zoo(cfg: Config, ctx: RunContext, d: dict[str, Any]) -> tuple[list[str], np.ndarray]:
@@ -205,7 +218,7 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
 def _selection(cfg: Config, ctx: RunContext, names: list[str], pool: np.ndarray, d: dict[str, Any]) -> dict[str, Any]:
     """Adaptive selection over ``repeats`` random (analyst, holdout, fresh) partitions of the test pool."""
     y_pool, c = d["y_pool"], d["num_classes"]
-    parts = random_partitions(len(y_pool), (cfg.analyst_size, cfg.holdout_size), cfg.repeats,
+    parts = random_partitions(len(y_pool), (d["analyst_size"], d["holdout_size"]), cfg.repeats,
                               ctx.rng("holdout-splits"))
     settings = ThresholdoutSettings(cfg.threshold, cfg.sigma, cfg.budget)
     runs: dict[str, list[Any]] = {m: [] for m in MECHANISMS}
@@ -356,6 +369,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
             ctx.log(f"warning: {missing}")
             notes.append(f"Part (a) did not run: {missing}")
     d = _zoo_data(cfg, ctx)  # a missing dataset or a bad split size for part (b) is a one-line error
+    if d["adapted"]:
+        notes.append(d["adapted"])
+        ctx.log(f"note: {d['adapted']}")
     if cfg.published and missing is None:
         if cfg.use_cifar10_labels:
             labels = cifar101.cifar10_test_labels()
@@ -426,8 +442,8 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                          f"{100 * p['agreement']['independent_errors']:.1f}% if their errors were independent.")
     parts.append(
         f"From scratch ({len(names)} candidates of {len(cfg.families)} families on {d['name']}, {cfg.repeats} random "
-        f"analyst/reused/fresh splits of the test set, {cfg.analyst_size}/{cfg.holdout_size}/"
-        f"{len(d['y_pool']) - cfg.analyst_size - cfg.holdout_size} images): greedy selection "
+        f"analyst/reused/fresh splits of the test set, {d['analyst_size']}/{d['holdout_size']}/"
+        f"{len(d['y_pool']) - d['analyst_size'] - d['holdout_size']} images): greedy selection "
         f"against the reused holdout reports {plain['reported']:.2f}% vs {plain['fresh']:.2f}% on the fresh holdout, "
         f"an adaptivity gap of {plain['gap']:.2f} points (95% CI {plain['gap_ci_low']:.2f} to {plain['gap_ci_high']:.2f}; "
         f"{'measurable' if measurable else 'not measurable'}); Thresholdout "
