@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from machine import write_section  # benchmarks/ is on sys.path when run as a script
 from mlmyths.bias import hog
 
 
@@ -112,8 +113,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.write:
-        with open(args.write, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_section(args.write, text)
     print(text)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from machine import write_section  # benchmarks/ is on sys.path when run as a script
 from mlmyths.models.resnet import resnet
 
 VARIANTS = ("batchnorm", "fixup", "skipinit", "none")
@@ -152,8 +153,7 @@ def main() -> None:
               "Ratios below 1 mean Fixup's step is faster than BatchNorm's at the same depth and width.\n\n"
               + "\n\n".join(sections) + "\n")
     if args.write:
-        with open(args.write, "w", encoding="utf-8") as f:
-            f.write(report)
+        write_section(args.write, report)
     print(report)
 
 

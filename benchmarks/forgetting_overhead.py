@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write docs/benchmarks/forgetting.md")
     parser.add_argument("--note", default="", help="a remark recorded under the table (e.g. machine load)")
     args = parser.parse_args()
-    from machine import describe
+    from machine import describe, write_section
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -167,10 +167,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if args.write:
-        out = ROOT / "docs" / "benchmarks" / "forgetting.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        print(f"wrote {out.relative_to(ROOT)}")
+        write_section(ROOT / "docs" / "benchmarks" / "forgetting.md", text)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import platform
 import sys
 import time
@@ -26,23 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mlmyths.tensorcalc import bench  # noqa: E402
 
-
-def machine() -> str:
-    """One line describing this machine (benchmarks/machine.py when present)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    try:
-        from machine import describe  # type: ignore[import-not-found]
-
-        return describe()
-    except ImportError:
-        cpu = platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            cpu = names[0] if names else cpu
-        except OSError:
-            pass
-        return f"{cpu}, {os.cpu_count()} cores"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe, write_section  # noqa: E402
 
 
 def versions() -> str:
@@ -90,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## tensors: Hessians by tensor calculus vs autodiff frameworks",
         "",
-        f"`{cmd}` ({_dt.date.today().isoformat()}, {took / 60:.1f} min). Machine: {machine()}. {versions()}.",
+        f"`{cmd}` ({_dt.date.today().isoformat()}, {took / 60:.1f} min). Machine: {describe()}. {versions()}.",
         "",
         *([f"**Note:** {args.note}", ""] if args.note else []),
         f"Device {args.device} ({'float64' if args.device == 'cpu' else 'float32'}); each measurement in its own "
@@ -114,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 ops = {r["mode"]: r["operations"] for r in sizes if r["problem"] == problem and r["system"] == system}
                 lines.append(f"| {problem} | {system} | {ops['forward']} | {ops['reverse']} | {ops['mixed']} |")
         lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_section(args.out, "\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import describe, write_section  # noqa: E402
 
 from mlmyths.models.lightconv import (  # noqa: E402
     BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
@@ -268,9 +268,7 @@ def main() -> None:
     text = "\n".join(lines)
     print("\n" + text)
     if not args.quick:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
+        write_section(args.out, text)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
-"""One line describing the machine a benchmark ran on (for the tables in docs/)."""
+"""What every benchmark script shares: one line describing the machine it ran on, and writing
+its section of docs/benchmarks/ (collected into docs/BENCHMARKS.md by collect.py)."""
 from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
+
+
+def write_section(path: str | Path, text: str) -> None:
+    """Write a benchmark's markdown section to ``path`` (creating its folder) and say so."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
 
 
 def describe() -> str:

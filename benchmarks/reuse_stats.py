@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from machine import write_section  # benchmarks/ is on sys.path when run as a script
 from mlmyths.reuse import bootstrap_accuracies, kendall_tau
 from mlmyths.reuse.selection import _Votes
 
@@ -99,8 +100,7 @@ def main() -> None:
     if args.write:
         header = ("# test-reuse benchmarks\n\n`benchmarks/reuse_stats.py`: vectorized paths of `mlmyths.reuse` "
                   "against straightforward references (results checked equal first; best of 3).\n\n")
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(header + text + "\n")
+        write_section(args.write, header + text + "\n")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe  # noqa: E402
+from machine import describe, write_section  # noqa: E402
 from mlmyths.tensorcalc import bench  # noqa: E402
 
 TARGET = 1.3
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         *(f"| {p_} | {n} | {tc * 1e3:.3g} | {cf * 1e3:.3g} | {r:.2f} |" for p_, n, tc, cf, r in rows),
         "",
     ]
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    write_section(args.out, "\n".join(lines))
     return 0
 
 

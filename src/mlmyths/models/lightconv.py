@@ -50,6 +50,7 @@ True
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -273,7 +274,7 @@ class _BandConvFunction(torch.autograd.Function):
 # -- the modules ---------------------------------------------------------------------------------
 
 
-class _Convolution(nn.Module):
+class _Convolution(nn.Module, ABC):
     """What LightConv and DynamicConv share: checks, padding, masks, bias, incremental state."""
 
     def __init__(self, channels: int, kernel_size: int, heads: int, causal: bool, weight_softmax: bool,
@@ -296,12 +297,13 @@ class _Convolution(nn.Module):
                 f"weight_softmax={self.weight_softmax}, weight_dropout={self.weight_dropout}, "
                 f"bias={self.bias is not None}")
 
-    # subclasses: the (normalized, dropped) kernel, and the fast path that applies it
+    @abstractmethod
     def kernel(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The (normalized, dropped) kernel: (H, K) for LightConv, (B, T, H, K) for DynamicConv."""
 
+    @abstractmethod
     def _convolve(self, x_padded: Tensor, kernel: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The fast path that applies ``kernel`` to ``x_padded`` (B, T+K-1, C) -> (B, T, C)."""
 
     def _normalize(self, logits: Tensor) -> Tensor:
         """Softmax over the kernel width (Eq. 3), then DropConnect in training (rescaled by 1/(1-p))."""

@@ -402,12 +402,13 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     full_mean, full_std = stats(full)
     full_time = stats(full, "train_time_s")[0]
     curve = {o: {f: stats(runs[o, f])[0] for f in cfg.fractions} for o in cfg.orders}
-    full_sem = full_std / math.sqrt(len(full)) if len(full) > 1 else 0.0
-    drop_se = {}  # standard error of (full - forgetting-ordered) accuracy, over seeds
-    for f in cfg.fractions:
-        m, sd = stats(runs["forgetting", f]) if "forgetting" in cfg.orders else (float("nan"), float("nan"))
-        k = len(runs.get(("forgetting", f), []))
-        drop_se[f] = math.sqrt(full_sem ** 2 + (sd ** 2 / k if k > 1 and math.isfinite(sd) else 0.0))
+
+    def sem(items: list[dict[str, Any]]) -> float:  # standard error of the mean test accuracy over seeds
+        sd = stats(items)[1]
+        return sd / math.sqrt(len(items)) if len(items) > 1 and math.isfinite(sd) else 0.0
+
+    # standard error of (full - forgetting-ordered) accuracy
+    drop_se = {f: math.hypot(sem(full), sem(runs.get(("forgetting", f), []))) for f in cfg.fractions}
     verdict, best = removal_verdict(full_mean, full_std, curve, tolerance=cfg.tolerance,
                                     min_fraction=cfg.min_fraction, drop_se=drop_se)
     tol = max(cfg.tolerance, full_std if math.isfinite(full_std) else 0.0)
