@@ -3,6 +3,8 @@
 Forward + backward of one layer on (B, T, C) inputs, same C, H and K = 31, causal:
 
 - ``LightConv``: :class:`mlmyths.models.LightweightConv1d` (one depthwise ``conv1d``);
+- ``LightConv conv1d``: the issue's reference form, one grouped ``F.conv1d`` on (B, C, T) with
+  PyTorch's own backward (what the reference figures time);
 - ``LightConv unfold``: the same kernel through DynamicConv's unfold path (a naive unfold form);
 - ``DynamicConv``: :class:`mlmyths.models.DynamicConv1d` (kernel prediction + band path);
 - ``SDPA``: ``Linear(C, 3C)`` QKV projection + ``F.scaled_dot_product_attention(is_causal=True)``.
@@ -57,6 +59,15 @@ class SDPAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
 
 
+class Conv1dLightConv(LightweightConv1d):
+    """LightConv as one grouped ``F.conv1d`` on (B, C, T) with autograd's backward: the reference form."""
+
+    def _convolve(self, x_padded: Tensor, kernel: Tensor) -> Tensor:
+        C = x_padded.shape[-1]
+        weight = kernel.repeat_interleave(C // self.heads, dim=0).unsqueeze(1)  # (C, 1, K)
+        return F.conv1d(x_padded.transpose(1, 2), weight, groups=C).transpose(1, 2)
+
+
 class UnfoldLightConv(LightweightConv1d):
     """LightConv applied through the unfold path (K-windows as a strided view): the naive form."""
 
@@ -79,6 +90,8 @@ class KernelPrediction(nn.Module):
 def build(name: str, C: int, H: int, K: int) -> nn.Module:
     if name == "LightConv":
         return LightweightConv1d(C, K, H)
+    if name == "LightConv conv1d":
+        return Conv1dLightConv(C, K, H)
     if name == "LightConv unfold":
         return UnfoldLightConv(C, K, H)
     if name == "DynamicConv":
@@ -101,7 +114,7 @@ def measure(module: nn.Module, B: int, T: int, C: int, device: torch.device, rep
 
 def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: int, K: int, repeats: int,
                  max_seconds: float, unfold_max_T: int) -> list[dict]:
-    names = ["LightConv", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA"]
+    names = ["LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA"]
     stopped: set[str] = set()
     rows = []
     for T in lengths:
@@ -164,17 +177,19 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(rows: list[dict], setting: str, reference: bool) -> list[str]:
     out = [f"**{setting}** — forward+backward, ms (peak MiB):", "",
-           "| T | LightConv | LightConv unfold | DynamicConv | of which kernel prediction | SDPA + QKV "
-           "| SDPA / LightConv | SDPA / DynamicConv | DynamicConv / LightConv | (DynamicConv - prediction) / LightConv |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| T | LightConv | LightConv conv1d | LightConv unfold | DynamicConv | of which kernel prediction "
+           "| SDPA + QKV | SDPA / LightConv | SDPA / DynamicConv | DynamicConv / LightConv "
+           "| DynamicConv / LightConv conv1d | (DynamicConv - prediction) / LightConv |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{_cell(r[n])} ({_cell(r[n + ' MiB'], 1)})" if r[n] is not None else "–"
-                 for n in ("LightConv", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA")]
+                 for n in ("LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv kernels",
+                           "SDPA")]
         rest = (r["DynamicConv"] - r["DynamicConv kernels"]
                 if r["DynamicConv"] is not None and r["DynamicConv kernels"] is not None else None)
         out.append(f"| {r['T']} | " + " | ".join(cells) + f" | {_ratio(r['SDPA'], r['LightConv'])} | "
                    f"{_ratio(r['SDPA'], r['DynamicConv'])} | {_ratio(r['DynamicConv'], r['LightConv'])} | "
-                   f"{_ratio(rest, r['LightConv'])} |")
+                   f"{_ratio(r['DynamicConv'], r['LightConv conv1d'])} | {_ratio(rest, r['LightConv'])} |")
     if reference:
         out += ["", "Issue's reference figures (2 CPU cores): " + ", ".join(
             f"{name} {ms:g} ms at T={T}" for (name, T), ms in REFERENCE.items()) + "."]
@@ -196,6 +211,10 @@ def targets(rows: list[dict]) -> list[str]:
         out.append(f"- DynamicConv / LightConv: {min(ratios):.1f}-{max(ratios):.1f}x "
                    f"({'within' if max(ratios) <= 3 else 'not within'} 3x at every T; DynamicConv also runs the "
                    "C -> H*K kernel-predicting linear layer, which LightConv does not have).")
+    ref = [r["DynamicConv"] / r["LightConv conv1d"] for r in rows if r["DynamicConv"] and r["LightConv conv1d"]]
+    if ref:
+        out.append(f"- DynamicConv / LightConv in the reference conv1d form (measured side by side): "
+                   f"{min(ref):.1f}-{max(ref):.1f}x ({'within' if max(ref) <= 3 else 'not within'} 3x at every T).")
     rest = [(r["DynamicConv"] - r["DynamicConv kernels"]) / r["LightConv"] for r in rows
             if r["DynamicConv"] and r["DynamicConv kernels"] and r["LightConv"]]
     if rest:

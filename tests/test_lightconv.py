@@ -50,6 +50,25 @@ def test_dynamic_methods_equal_reference(method, block, T):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 16 * 9, 2 * 16 * 21])
+@pytest.mark.parametrize("causal", [True, False])
+def test_band_path_in_chunks_equals_reference(monkeypatch, chunk_elements, causal):
+    """Long CPU sequences go through the band path in chunks of about CHUNK_ELEMENTS inputs
+    (chunks overlap by K-1 inputs): chunked outputs and gradients equal the reference, whether
+    the chunks are one block, several, or do not divide T."""
+    import mlmyths.models.lightconv as lightconv
+
+    monkeypatch.setattr(lightconv, "CHUNK_ELEMENTS", chunk_elements)
+    torch.manual_seed(chunk_elements)
+    conv = DynamicConv1d(16, 7, 4, causal=causal, method="band", block_size=4).double()
+    x = torch.randn(2, 50, 16, dtype=torch.float64, requires_grad=True)
+    fast, ref = conv(x), conv(x, reference=True)
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    params = [x, *conv.parameters()]
+    for a, b in zip(_grads(fast, params), _grads(ref, params)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_reference_matches_numpy_convolution():
     """Known values: one head, raw kernel [1, 2, 3] (no softmax), causal: y_t = x_{t-2} + 2 x_{t-1} + 3 x_t."""
     conv = LightweightConv1d(1, 3, 1, causal=True, weight_softmax=False)
@@ -282,7 +301,7 @@ def test_greedy_generation_with_cache_equals_recomputing(name):
 def test_custom_backward_passes_gradcheck():
     """The hand-written backward passes (LightConv on the CPU, DynamicConv's band path) against
     finite differences, in float64, with T not a multiple of the block size."""
-    from mlmyths.models.lightconv import _light_kernel_grad, lightweight_conv
+    from mlmyths.models.lightconv import _BandConvFunction, _light_kernel_grad, lightweight_conv
 
     gen = torch.Generator().manual_seed(11)
     x_padded = torch.randn(2, 11 + 4, 6, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -291,8 +310,11 @@ def test_custom_backward_passes_gradcheck():
     dynamic = torch.randn(2, 11, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
     for block in (1, 3, 4, 11, 32):
         assert torch.autograd.gradcheck(lambda x, k, b=block: dynamic_conv(x, k, "band", b), (x_padded, dynamic))
+    for chunk in (1, 4, 8):  # several chunks of 1 or 2 blocks of 4 positions
+        assert torch.autograd.gradcheck(lambda x, k, c=chunk: _BandConvFunction.apply(x, k, 4, c), (x_padded, dynamic))
     # the kernel gradient's blocks: any block size gives the same sums
     g = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen)
     sums = [_light_kernel_grad(g, x_padded.detach(), 3, 5, block) for block in (1, 2, 5, 11, 64)]
+    sums += [_light_kernel_grad(g, x_padded.detach(), 3, 5, 2, chunk) for chunk in (1, 3, 4, 10)]  # in chunks
     for other in sums[1:]:
         torch.testing.assert_close(other, sums[0], rtol=1e-12, atol=1e-12)

@@ -27,8 +27,10 @@ DynamicConv has two: ``"unfold"`` gathers the K-window of every
 position (a strided view) and contracts it with the position's kernel (``K×`` the input's
 memory; fastest for a handful of positions, as in token-by-token decoding), and ``"band"``
 turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matrix and
-multiplies it with the block's input window, so all the work is batched matrix products and
-memory stays linear in T (``(S+K-1)/S`` times the input plus ``H·T·(S+K-1)`` band entries).
+multiplies it with the block's input window, so all the work is batched matrix products
+(one ``bmm`` over every block of every head and sequence, forward and backward); on the CPU
+long sequences go through in cache-sized chunks, and nothing beyond the inputs and the
+kernels is kept for the backward pass: memory linear in T.
 ``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
 :data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
 ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
@@ -70,7 +72,10 @@ UNFOLD_MAX_T = 8
 #: The same without gradients (forward-only crossover): the unfold sum has no backward to pay for.
 UNFOLD_MAX_T_INFERENCE = 32
 #: Positions per band block ``S`` of DynamicConv's "band" path (work ∝ (S+K-1)/K, matmuls larger with S).
-BAND_BLOCK = 32
+BAND_BLOCK = 16
+#: On the CPU the band path works through chunks of about this many input elements (B · positions ·
+#: C), so that a chunk's blocked copies stay in cache (measured by benchmarks/lightconv.py).
+CHUNK_ELEMENTS = 2**19
 
 
 def conv_padding(kernel_size: int, causal: bool) -> tuple[int, int]:
@@ -159,8 +164,18 @@ class _LightConvFunction(torch.autograd.Function):
         return grad_x, grad_kernel
 
 
-def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: int = BAND_BLOCK) -> Tensor:
-    """``Σ_{b,t,r} g[b,t,hR+r] · x_padded[b,t+k,hR+r]`` as (H, K); g (B, T, C), x_padded (B, T+K-1, C)."""
+def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: int = 32,
+                       chunk: int | None = None) -> Tensor:
+    """``Σ_{b,t,r} g[b,t,hR+r] · x_padded[b,t+k,hR+r]`` as (H, K); g (B, T, C), x_padded (B, T+K-1, C).
+
+    Summed over chunks of ``chunk`` positions (default: about :data:`CHUNK_ELEMENTS` inputs) so
+    that each chunk's gathered windows stay in cache on long sequences."""
+    B, T, C = g.shape
+    if chunk is None:
+        chunk = max(block_size, CHUNK_ELEMENTS // (B * C))
+    if T > chunk:
+        return sum(_light_kernel_grad(g[:, a:a + chunk], x_padded[:, a:a + chunk + K - 1], H, K, block_size, chunk)
+                   for a in range(0, T, chunk))
     B, T, C = g.shape
     R, S = C // H, max(1, min(block_size, T))
     N = -(-T // S)  # blocks
@@ -202,73 +217,167 @@ def _unfold_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
 
 
 def _band_conv(x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
-    return _BandConvFunction.apply(x_padded, kernel, block_size)
+    B, _, C = x_padded.shape
+    chunk = kernel.shape[1]
+    if x_padded.device.type == "cpu":  # about CHUNK_ELEMENTS inputs per chunk, a whole number of blocks
+        chunk = max(block_size, CHUNK_ELEMENTS // (B * C) // block_size * block_size)
+    return _BandConvFunction.apply(x_padded, kernel, block_size, chunk)
 
 
-def _band_layout(x_padded: Tensor, kernel: Tensor, block_size: int) -> tuple[Tensor, Tensor, int, int]:
-    """Input windows (B, N, H, W, R) and band matrices (B, N, H, S, W) of blocks of S positions."""
-    B, T, H, K = kernel.shape
-    C = x_padded.shape[-1]
-    S = max(1, min(block_size, T))  # positions per block
-    N = -(-T // S)  # blocks
-    W = S + K - 1  # input positions one block reads
-    if N * S != T:  # pad time to a whole number of blocks
-        x_padded = F.pad(x_padded, (0, 0, 0, N * S - T))
-        kernel = F.pad(kernel, (0, 0, 0, 0, 0, N * S - T))
-    windows = x_padded.unfold(1, W, S)  # (B, N, C, W): windows[b,n,c,j] = x_padded[b, n*S + j, c]
-    windows = windows.reshape(B, N, H, C // H, W).transpose(-1, -2)  # (B, N, H, W, R), a view
-    taps = kernel.reshape(B, N, S, H, K).permute(0, 1, 3, 2, 4)  # (B, N, H, S, K)
-    # Band matrix: row s holds the K taps at columns s … s+K-1. Writing the taps at the start
-    # of rows of length W+1 and re-reading the flat buffer with row length W shifts row s right by s.
-    buffer = kernel.new_zeros(B, N, H, S, W + 1)
-    buffer[..., :K] = taps
-    band = buffer.flatten(-2)[..., :S * W].view(B, N, H, S, W)  # (B, N, H, S, W), a view
-    return windows, band, S, N
+@dataclass(frozen=True)
+class _BandLayout:
+    """Geometry of the band path: heads are batched, each (batch, head) sequence is cut in blocks.
+
+    Every (b, h) sequence gets ``P = segments · S`` rows of a flat (rows, R) buffer, so block
+    ``i`` of the whole batch starts at row ``i · S`` and its input window (``W = S+K-1`` rows)
+    is one strided view with batch stride ``S · R``: a single ``bmm`` over all ``M = B·H·segments``
+    blocks with no gather. The last ``segments - N`` blocks of each sequence are padding (their
+    windows run into the next sequence; their outputs are dropped): ``⌈(K-1)/S⌉`` blocks per
+    sequence (2 of 66 at T = 1024, S = 16).
+    """
+
+    B: int
+    T: int
+    H: int
+    K: int
+    S: int
+    C: int
+
+    @property
+    def R(self) -> int:  # channels per head
+        return self.C // self.H
+
+    @property
+    def N(self) -> int:  # blocks holding outputs
+        return -(-self.T // self.S)
+
+    @property
+    def segments(self) -> int:  # blocks per (b, h) sequence, padding included
+        return self.N + -(-(self.K - 1) // self.S)
+
+    @property
+    def P(self) -> int:  # rows per (b, h) sequence
+        return self.segments * self.S
+
+    @property
+    def W(self) -> int:  # input rows one block reads
+        return self.S + self.K - 1
+
+    @property
+    def M(self) -> int:  # blocks in all
+        return self.B * self.H * self.segments
+
+    def windows(self, buffer: Tensor) -> Tensor:
+        """(M, W, R) strided view of the input windows of every block of a flat buffer."""
+        return buffer.as_strided((self.M, self.W, self.R), (self.S * self.R, self.R, 1))
+
+    def diagonals(self, band: Tensor, blocks: int) -> Tensor:
+        """(B, H, blocks, S, K) view of the K taps of each row of the (M, S, W) band matrices:
+        row s holds them at columns s … s+K-1, i.e. at flat offsets s·(W+1) + k of the block."""
+        S, W = self.S, self.W
+        return band.as_strided((self.B, self.H, blocks, S, self.K),
+                               (self.H * self.segments * S * W, self.segments * S * W, S * W, W + 1, 1))
+
+    def to_blocks(self, x: Tensor, offset: int = 0) -> Tensor:
+        """(B, rows, C) -> flat buffer: for each (b, h), ``offset`` zero rows, the head's rows, zeros
+        up to P rows; then W zero rows (the last windows read up to W rows past the end)."""
+        B, H, P, R = self.B, self.H, self.P, self.R
+        rows = x.shape[1]
+        buffer = x.new_empty((B * H * P + self.W) * R)
+        blocks = buffer[:B * H * P * R].view(B, H, P, R)
+        blocks[:, :, :offset].zero_()
+        blocks[:, :, offset:offset + rows].copy_(x.reshape(B, rows, H, R).transpose(1, 2))
+        blocks[:, :, offset + rows:].zero_()
+        buffer[B * H * P * R:].zero_()
+        return buffer
+
+    def from_blocks(self, blocks: Tensor, out: Tensor, add: bool = False) -> None:
+        """Inverse of :meth:`to_blocks`: writes (or adds) the first ``out.shape[1]`` rows of each (b, h)
+        sequence into ``out`` (B, rows, C), which may be a slice of a longer tensor."""
+        B, H, P, R = self.B, self.H, self.P, self.R
+        rows = out.shape[1]
+        heads = blocks.reshape(-1)[:B * H * P * R].view(B, H, P, R)[:, :, :rows].transpose(1, 2)
+        view = out.view(B, rows, H, R)
+        view.add_(heads) if add else view.copy_(heads)
+
+    def band(self, kernel: Tensor) -> Tensor:
+        """(M, S, W) band matrices of the kernels (B, T, H, K): ``y`` of block = band @ input window."""
+        B, T, H, K, S, N = self.B, self.T, self.H, self.K, self.S, self.N
+        band = kernel.new_zeros(self.M, S, self.W)
+        if N * S != T:
+            kernel = F.pad(kernel, (0, 0, 0, 0, 0, N * S - T))
+        self.diagonals(band, N).copy_(kernel.reshape(B, N, S, H, K).permute(0, 3, 1, 2, 4))
+        return band
+
+    def transposed_band(self, kernel: Tensor) -> Tensor:
+        """(M, S, W) matrices of the input gradient: grad of input block n = this @ window n of
+        the output gradient shifted right by K-1 rows (as :meth:`to_blocks` with offset K-1 lays it out).
+
+        Input row ``p`` receives ``Σ_m w[p+m-(K-1), K-1-m] · g[p+m-(K-1)]``: row s of block n holds
+        the kernels of positions ``nS+s+m-(K-1)``, tap ``K-1-m``, at column ``s+m`` -- a skewed
+        read of the kernels, one strided view of them shifted by K-1 rows.
+        """
+        B, T, H, K, S = self.B, self.T, self.H, self.K, self.S
+        U = self.P + K - 1  # shifted kernel rows read
+        shifted = kernel.new_zeros(B, H, U, K)
+        shifted[:, :, K - 1:K - 1 + T] = kernel.transpose(1, 2)
+        skew = shifted.as_strided((B, H, self.segments, S, K), (H * U * K, U * K, S * K, K, K - 1), K - 1)
+        band = kernel.new_zeros(self.M, S, self.W)
+        self.diagonals(band, self.segments).copy_(skew)
+        return band
 
 
 class _BandConvFunction(torch.autograd.Function):
-    """DynamicConv as banded matmuls, with a matching backward: the kernel gradient is the
-    band's gradient ``g @ windowsᵀ`` read back along its diagonals, the input gradient is
-    ``bandᵀ @ g`` added back over the overlapping windows. Windows and bands are rebuilt in
-    the backward pass instead of being stored, so memory stays that of the inputs."""
+    """DynamicConv as banded matmuls (see :class:`_BandLayout`).
+
+    Forward: the kernels of each block of S positions become an S × W band matrix (row s holds
+    the K taps at columns s … s+K-1) and one ``bmm`` multiplies all bands with their input
+    windows. Backward: the kernel gradient is the band gradient ``g @ windowsᵀ`` read back
+    along the same diagonals; the input gradient is again a band product, the kernels read
+    along anti-diagonals (:meth:`_BandLayout.transposed_band`) times windows of the output
+    gradient, so no overlapping windows have to be added back.
+
+    Long sequences are cut into chunks of ``chunk`` output positions (each reading K-1 more
+    inputs), so that one chunk's blocked buffers stay in the CPU's cache; nothing but the
+    inputs and the kernels is kept for the backward pass.
+    """
 
     @staticmethod
-    def forward(ctx: Any, x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
+    def forward(ctx: Any, x_padded: Tensor, kernel: Tensor, block_size: int, chunk: int) -> Tensor:
         B, T, H, K = kernel.shape
-        C = x_padded.shape[-1]
-        windows, band, S, N = _band_layout(x_padded, kernel, block_size)
-        y = torch.matmul(band, windows)  # (B, N, H, S, R)
+        y = x_padded.new_empty(B, T, x_padded.shape[2])
+        for start in range(0, T, chunk):
+            stop = min(T, start + chunk)
+            lay = _BandLayout(B, stop - start, H, K, max(1, min(block_size, stop - start)), x_padded.shape[2])
+            inputs = lay.to_blocks(x_padded[:, start:stop + K - 1])
+            lay.from_blocks(torch.bmm(lay.band(kernel[:, start:stop]), lay.windows(inputs)), y[:, start:stop])
         ctx.save_for_backward(x_padded, kernel)
-        ctx.block_size = block_size
-        return y.permute(0, 1, 3, 2, 4).reshape(B, N * S, C)[:, :T]  # (B, T, C)
+        ctx.block_size, ctx.chunk = block_size, chunk
+        return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x_padded, kernel = ctx.saved_tensors
         B, T, H, K = kernel.shape
-        L, C = x_padded.shape[1:]
-        windows, band, S, N = _band_layout(x_padded, kernel, ctx.block_size)
-        W = S + K - 1
-        g = F.pad(grad_out, (0, 0, 0, N * S - T)) if N * S != T else grad_out.contiguous()  # not an expanded 1
-        g = g.reshape(B, N, S, H, C // H).transpose(2, 3)  # (B, N, H, S, R)
-        grad_x = grad_kernel = None
-        if ctx.needs_input_grad[1]:
-            grad_band = torch.matmul(g, windows.transpose(-1, -2))  # (B, N, H, S, W)
-            taps = F.pad(grad_band.reshape(B, N, H, S * W), (0, S)).view(B, N, H, S, W + 1)[..., :K]  # undo the skew
-            grad_kernel = taps.permute(0, 1, 3, 2, 4).reshape(B, N * S, H, K)[:, :T]  # (B, T, H, K)
-        if ctx.needs_input_grad[0]:
-            grad_windows = torch.matmul(band.transpose(-1, -2), g)  # (B, N, H, W, R)
-            grad_windows = grad_windows.permute(0, 1, 3, 2, 4).reshape(B, N, W, C)
-            pieces = -(-W // S)
-            grad_x = x_padded.new_zeros(B, (N + pieces - 1) * S, C)
-            for p in range(pieces):  # window rows p*S … p*S+S-1 land on positions n*S + p*S + j
-                rows = grad_windows[:, :, p * S:(p + 1) * S]
-                if rows.shape[2] < S:
-                    rows = F.pad(rows, (0, 0, 0, S - rows.shape[2]))
-                grad_x[:, p * S:p * S + N * S] += rows.reshape(B, N * S, C)
-            grad_x = grad_x[:, :L]
-        return grad_x, grad_kernel, None
+        need_x, need_kernel = ctx.needs_input_grad[:2]
+        grad_x = x_padded.new_zeros(x_padded.shape) if need_x else None
+        grad_kernel = kernel.new_empty(kernel.shape) if need_kernel else None
+        for start in range(0, T, ctx.chunk):
+            stop = min(T, start + ctx.chunk)
+            lay = _BandLayout(B, stop - start, H, K, max(1, min(ctx.block_size, stop - start)), x_padded.shape[2])
+            S, R = lay.S, lay.R
+            shifted = lay.to_blocks(grad_out[:, start:stop], offset=K - 1)  # zeros around: padding blocks get none
+            if need_kernel:
+                inputs = lay.to_blocks(x_padded[:, start:stop + K - 1])
+                g = shifted[(K - 1) * R:].as_strided((lay.M, S, R), (S * R, R, 1))  # (M, S, R), unshifted
+                grad_band = torch.bmm(g, lay.windows(inputs).transpose(1, 2))  # (M, S, W)
+                taps = lay.diagonals(grad_band, lay.N).permute(0, 2, 3, 1, 4).reshape(B, lay.N * S, H, K)
+                grad_kernel[:, start:stop] = taps[:, :stop - start]
+            if need_x:  # chunks overlap by K-1 input rows: add
+                grad_blocks = torch.bmm(lay.transposed_band(kernel[:, start:stop]), lay.windows(shifted))
+                lay.from_blocks(grad_blocks, grad_x[:, start:stop + K - 1], add=True)
+        return grad_x, grad_kernel, None, None
 
 
 # -- the modules ---------------------------------------------------------------------------------
