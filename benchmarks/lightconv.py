@@ -37,7 +37,7 @@ from machine import describe, write_section  # noqa: E402
 from mlmyths.models.lightconv import (  # noqa: E402
     BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
 )
-from mlmyths.myths.lightconv import forward_backward, time_and_memory  # noqa: E402
+from mlmyths.myths.lightconv import forward_backward, time_and_memory, wall_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # the issue's reference figures (2 CPU cores, fp32, B=2, C=256, H=8, K=31), ms
@@ -103,30 +103,33 @@ def build(name: str, C: int, H: int, K: int) -> nn.Module:
     raise ValueError(name)
 
 
-def measure(module: nn.Module, B: int, T: int, C: int, device: torch.device, repeats: int,
-            max_seconds: float) -> tuple[float, float | None]:
-    torch.manual_seed(0)
-    module = module.to(device)
-    x = torch.randn(B, T, C, device=device, requires_grad=True)
-    seconds, memory = time_and_memory(forward_backward(module, x), device, repeats, max_seconds, reduce=min)
-    return seconds * 1e3, None if memory is None else memory / 2**20
-
-
 def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: int, K: int, repeats: int,
                  max_seconds: float, unfold_max_T: int) -> list[dict]:
+    """For each T: one warm-up call of each layer (its peak memory), then ``repeats`` rounds that
+    time every layer once in turn, so that a slow spell of a shared machine hits all of them;
+    the fastest round of each layer is kept. A layer slower than ``max_seconds`` is timed once
+    and left out of longer T."""
     names = ["LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA"]
     stopped: set[str] = set()
     rows = []
     for T in lengths:
         row: dict = {"T": T}
+        runs = {}
         for name in names:
+            row[name] = row[name + " MiB"] = None
             if name in stopped or (name == "LightConv unfold" and T > unfold_max_T):
-                row[name] = row[name + " MiB"] = None
                 continue
-            ms, mib = measure(build(name, C, H, K), B, T, C, device, repeats, max_seconds)
-            row[name], row[name + " MiB"] = ms, mib
-            if ms > max_seconds * 1e3:
+            torch.manual_seed(0)
+            x = torch.randn(B, T, C, device=device, requires_grad=True)
+            runs[name] = forward_backward(build(name, C, H, K).to(device), x)
+            seconds, memory = time_and_memory(runs[name], device, repeats=0)
+            row[name], row[name + " MiB"] = seconds * 1e3, None if memory is None else memory / 2**20
+            if seconds > max_seconds:
                 stopped.add(name)
+                del runs[name]
+        for _ in range(repeats):
+            for name, run in runs.items():
+                row[name] = min(row[name], wall_time(run, device) * 1e3)
         rows.append(row)
         print(f"T={T:6d}  " + "  ".join(f"{n} {row[n]:.2f} ms" for n in names if row[n] is not None), flush=True)
     return rows

@@ -69,6 +69,20 @@ def test_band_path_in_chunks_equals_reference(monkeypatch, chunk_elements, causa
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cls", CONVS)
+def test_empty_sequence(cls):
+    """T = 0 (an empty batch of text, or a decoding step with no new token) gives an empty output."""
+    conv = cls(8, 3, 2)
+    x = torch.randn(2, 0, 8, requires_grad=True)
+    y = conv(x)
+    assert y.shape == (2, 0, 8)
+    y.sum().backward()
+    assert x.grad.shape == (2, 0, 8)
+    state = conv.init_state(2)
+    out, new_state = conv.step(x, state)
+    assert out.shape == (2, 0, 8) and torch.equal(new_state, state)
+
+
 def test_reference_matches_numpy_convolution():
     """Known values: one head, raw kernel [1, 2, 3] (no softmax), causal: y_t = x_{t-2} + 2 x_{t-1} + 3 x_t."""
     conv = LightweightConv1d(1, 3, 1, causal=True, weight_softmax=False)

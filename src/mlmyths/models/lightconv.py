@@ -70,7 +70,7 @@ Method = Literal["auto", "unfold", "band"]
 #: needed, "band" beyond (the forward+backward crossover measured by benchmarks/lightconv.py).
 UNFOLD_MAX_T = 8
 #: The same without gradients (forward-only crossover): the unfold sum has no backward to pay for.
-UNFOLD_MAX_T_INFERENCE = 32
+UNFOLD_MAX_T_INFERENCE = 64
 #: Positions per band block ``S`` of DynamicConv's "band" path (work ∝ (S+K-1)/K, matmuls larger with S).
 BAND_BLOCK = 16
 #: On the CPU the band path works through chunks of about this many input elements (B · positions ·
@@ -218,7 +218,7 @@ def _unfold_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
 
 def _band_conv(x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
     B, _, C = x_padded.shape
-    chunk = kernel.shape[1]
+    chunk = max(1, kernel.shape[1])
     if x_padded.device.type == "cpu":  # about CHUNK_ELEMENTS inputs per chunk, a whole number of blocks
         chunk = max(block_size, CHUNK_ELEMENTS // (B * C) // block_size * block_size)
     return _BandConvFunction.apply(x_padded, kernel, block_size, chunk)
@@ -430,6 +430,8 @@ class _Convolution(nn.Module, ABC):
         ``reference=True`` uses :func:`reference_conv` instead of the fast path (for tests).
         """
         self._check(x)
+        if x.shape[1] == 0:  # an empty sequence: nothing to convolve
+            return x.clone()
         mask = None
         if key_padding_mask is not None:
             if key_padding_mask.shape != x.shape[:2]:
@@ -457,6 +459,8 @@ class _Convolution(nn.Module, ABC):
         if not self.causal:
             raise UserError(f"{type(self).__name__}: incremental decoding needs causal=True")
         self._check(x)
+        if x.shape[1] == 0:
+            return x.clone(), state
         x_padded = torch.cat([state.to(x.dtype), x], dim=1)  # (B, K-1+n, C)
         y = self._convolve(x_padded, self.kernel(x))
         if self.bias is not None:

@@ -346,18 +346,20 @@ def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int, m
     """Wall time of ``fn()`` over ``repeats`` calls after a warm-up call (their median, or
     ``reduce``), and the peak memory of the warm-up call (see :func:`peak_memory`). A warm-up
     longer than ``max_seconds`` is the only call, and its time is returned."""
-    def timed() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
     with peak_memory(device) as memory:
-        first = timed()
+        first = wall_time(fn, device)
     if first > max_seconds or repeats < 1:
         return first, memory["bytes"]
-    return reduce([timed() for _ in range(repeats)]), memory["bytes"]
+    return reduce([wall_time(fn, device) for _ in range(repeats)]), memory["bytes"]
+
+
+def wall_time(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of ``fn()`` takes (waiting for the GPU to finish on CUDA)."""
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
 
 
 def sublayer(kind: str, dim: int, heads: int, kernel_size: int) -> nn.Module:
