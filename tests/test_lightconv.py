@@ -70,6 +70,22 @@ def test_band_path_in_chunks_equals_reference(monkeypatch, chunk_elements, causa
 
 
 @pytest.mark.parametrize("cls", CONVS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_kernel_softmax_precision(cls, dtype):
+    """The kernel softmax runs in at least float32: float64 stays float64 (it used to go through
+    float32, an error of ~1e-8), bfloat16 is computed in float32 and rounded once."""
+    torch.manual_seed(7)
+    conv = cls(8, 5, 2).to(dtype)
+    x = torch.randn(3, 6, 8, dtype=dtype)
+    logits = conv.weight if cls is LightweightConv1d else conv.kernel_proj(x).view(3, 6, 2, 5)
+    kernel = conv.kernel(x)
+    assert kernel.dtype == dtype
+    expected = torch.softmax(logits.detach().double(), -1).to(dtype)
+    tolerance = 1e-15 if dtype == torch.float64 else 0.0
+    torch.testing.assert_close(kernel.detach(), expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("cls", CONVS)
 def test_empty_sequence(cls):
     """T = 0 (an empty batch of text, or a decoding step with no new token) gives an empty output."""
     conv = cls(8, 3, 2)

@@ -416,7 +416,10 @@ class _Convolution(nn.Module, ABC):
 
     def _normalize(self, logits: Tensor) -> Tensor:
         """Softmax over the kernel width (Eq. 3), then DropConnect in training (rescaled by 1/(1-p))."""
-        w = torch.softmax(logits.float(), dim=-1).to(logits.dtype) if self.weight_softmax else logits
+        if self.weight_softmax:  # in at least float32 (half and bfloat16 logits are upcast), back to their dtype
+            w = torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(logits.dtype)
+        else:
+            w = logits
         return F.dropout(w, self.weight_dropout, training=self.training)
 
     def _check(self, x: Tensor) -> None:
