@@ -237,12 +237,14 @@ def main() -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--note", default="", help="a line about the conditions (e.g. 'machine shared with 7 jobs')")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=0,
+                        help="timed rounds per T (default 5, 2 with --quick); more on a noisy machine")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "lightconv.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
-    repeats = 2 if args.quick else 5
+    repeats = args.repeats or (2 if args.quick else 5)
     lines = ["## lightconv: LightConv / DynamicConv vs SDPA attention", "",
              "`PYTHONPATH=src python benchmarks/lightconv.py` — " + describe() + ", "
              + _dt.date.today().isoformat() + (f". {args.note}" if args.note else "."), ""]
