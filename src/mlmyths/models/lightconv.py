@@ -170,6 +170,8 @@ def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: 
 
     Summed over chunks of ``chunk`` positions (default: about :data:`CHUNK_ELEMENTS` inputs) so
     that each chunk's gathered windows stay in cache on long sequences."""
+    if g.dtype in (torch.float16, torch.bfloat16):  # sums of B·T·R products: accumulate in float32
+        g, x_padded = g.float(), x_padded.float()
     B, T, C = g.shape
     if chunk is None:
         chunk = max(block_size, CHUNK_ELEMENTS // (B * C))
