@@ -178,7 +178,6 @@ def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: 
     if T > chunk:
         return sum(_light_kernel_grad(g[:, a:a + chunk], x_padded[:, a:a + chunk + K - 1], H, K, block_size, chunk)
                    for a in range(0, T, chunk))
-    B, T, C = g.shape
     R, S = C // H, max(1, min(block_size, T))
     N = -(-T // S)  # blocks
     W = S + K - 1  # inputs one block of outputs sees
