@@ -187,9 +187,15 @@ def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: 
     windows = windows.reshape(B, N, H, R, W).permute(2, 0, 1, 3, 4).reshape(H, B * N * R, W)  # (H, BNR, W)
     grads = g.reshape(B, N, S, H, R).permute(3, 2, 0, 1, 4).reshape(H, S, B * N * R)  # (H, S, BNR)
     products = torch.bmm(grads, windows)  # (H, S, W): products[h, s, j] = Σ_{b,n,r} g[., s, .] x[., j, .]
-    # tap k of output s is column s + k: shift row s left by s (inverse of the band skew), sum the rows
-    diagonals = F.pad(products.reshape(H, S * W), (0, S)).view(H, S, W + 1)[:, :, :K]  # (H, S, K)
-    return diagonals.sum(1)
+    return _band_taps(products, K).sum(1)  # tap k of output s is column s + k
+
+
+def _band_taps(band: Tensor, K: int) -> Tensor:
+    """(..., S, K) view of the taps of contiguous (..., S, W) band matrices: row s holds its K taps at
+    columns s … s+K-1, i.e. at flat offsets s·(W+1) + k of its matrix. Reading it gives the taps of
+    a band (or of a band's gradient); writing it (into zeros) builds the band."""
+    *batch, S, W = band.shape
+    return band.as_strided((*batch, S, K), (*band.stride()[:-2], W + 1, 1))
 
 
 def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK) -> Tensor:
@@ -273,11 +279,9 @@ class _BandLayout:
         return buffer.as_strided((self.M, self.W, self.R), (self.S * self.R, self.R, 1))
 
     def diagonals(self, band: Tensor, blocks: int) -> Tensor:
-        """(B, H, blocks, S, K) view of the K taps of each row of the (M, S, W) band matrices:
-        row s holds them at columns s … s+K-1, i.e. at flat offsets s·(W+1) + k of the block."""
-        S, W = self.S, self.W
-        return band.as_strided((self.B, self.H, blocks, S, self.K),
-                               (self.H * self.segments * S * W, self.segments * S * W, S * W, W + 1, 1))
+        """(B, H, blocks, S, K) view of the taps (:func:`_band_taps`) of the first ``blocks`` blocks of
+        each (b, h) sequence in the (M, S, W) band matrices."""
+        return _band_taps(band, self.K).view(self.B, self.H, self.segments, self.S, self.K)[:, :, :blocks]
 
     def to_blocks(self, x: Tensor, offset: int = 0) -> Tensor:
         """(B, rows, C) -> flat buffer: for each (b, h), ``offset`` zero rows, the head's rows, zeros

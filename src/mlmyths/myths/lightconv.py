@@ -46,7 +46,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-import re
 import statistics
 import sys
 import time
@@ -60,6 +59,7 @@ from torch import Tensor, nn
 
 from mlmyths import config as configs
 from mlmyths import data, plots
+from mlmyths.env import reset_peak_rss, rss_bytes
 from mlmyths.errors import DataError
 from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, receptive_field
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
@@ -299,14 +299,6 @@ def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[T
 _libc: Any = None
 
 
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        match = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.MULTILINE)
-    if match is None:
-        raise OSError(field)
-    return int(match.group(1)) * 1024
-
-
 @contextlib.contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
     """Measure the peak memory of the enclosed code: ``out["bytes"]`` after the block.
@@ -331,14 +323,12 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
             if _libc is None:
                 _libc = ctypes.CDLL("libc.so.6")
             _libc.malloc_trim(0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset VmHWM to the current resident set
-            base = _rss_bytes("VmRSS")
+            base = rss_bytes("VmRSS") if reset_peak_rss() else None
         except OSError:
             base = None
     yield out
     if base is not None:
-        out["bytes"] = float(max(_rss_bytes("VmHWM") - base, 0))
+        out["bytes"] = float(max(rss_bytes("VmHWM") - base, 0))
 
 
 def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int, max_seconds: float = math.inf,

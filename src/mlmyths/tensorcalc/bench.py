@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mlmyths.env import limit_threads
+from mlmyths.env import limit_threads, reset_peak_rss, rss_bytes
 from mlmyths.errors import UserError
 
 PROBLEMS = ("quadratic", "logistic", "factorization")
@@ -280,32 +280,17 @@ def _tf_function(problem: str, data: dict[str, Any], tf: Any) -> Callable[[Any],
 
 def _rss_mb() -> float:
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return rss_bytes("VmRSS") / 2**20
     except (OSError, ValueError):  # pragma: no cover - not Linux
         return float("nan")
 
 
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0), if allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:  # pragma: no cover - not Linux
-        return False
-
-
 def _peak_rss_mb() -> float:
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+        return rss_bytes("VmHWM") / 2**20
     except (OSError, ValueError):  # pragma: no cover - not Linux
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
 def _import_framework(system: str) -> None:
@@ -347,7 +332,7 @@ def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float
     reset there; None where that is not possible).
     """
     inputs = make_inputs(problem, n, seed)
-    peak_ok = _reset_peak()
+    peak_ok = reset_peak_rss()
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     hess, sync = build(problem, system, inputs, device)
