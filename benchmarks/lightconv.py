@@ -10,8 +10,8 @@ Forward + backward of one layer on (B, T, C) inputs, same C, H and K = 31, causa
 - ``SDPA``: ``Linear(C, 3C)`` QKV projection + ``F.scaled_dot_product_attention(is_causal=True)``.
 
 CPU: fp32, B=2, C=256, H=8 (the issue's reference setting). CUDA (when present): bf16
-autocast, B=8, C=512, H=16, T up to 32768. Times are the fastest of the repeats (the least
-disturbed by other processes), memory is the peak of one call
+autocast, B=8, C=512, H=16, T up to 32768. Times are the fastest of ``--repeats`` rounds that
+time the layers in turn (the least disturbed by other processes), memory is the peak of one call
 (CPU: resident-set growth; CUDA: max_memory_allocated), see
 :func:`mlmyths.myths.lightconv.time_and_memory`. Also measured: DynamicConv's unfold vs band
 crossover over T (which sets ``UNFOLD_MAX_T``) and its band block size (``BAND_BLOCK``).

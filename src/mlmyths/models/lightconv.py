@@ -610,8 +610,7 @@ class ConvBlock(Block):
         super().__init__(dim, mixer, ffn_dim or 4 * dim, dropout, relu_dropout)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        x = x + self.dropout(self.mixer(self.norm1(x), key_padding_mask))
-        return x + self.dropout(self.ffn(self.norm2(x)))
+        return self._add(x, self.mixer(self.norm1(x), key_padding_mask))
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,11 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, dim) -> (B, T, dim)
-        x = x + self.dropout(self.mixer(self.norm1(x)))
+        return self._add(x, self.mixer(self.norm1(x)))
+
+    def _add(self, x: Tensor, mixed: Tensor) -> Tensor:
+        """The rest of the block once the mixer gave ``mixed``: ``x + mixed``, then the FFN sublayer."""
+        x = x + self.dropout(mixed)
         return x + self.dropout(self.ffn(self.norm2(x)))
 
     def init_state(self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Any:
@@ -143,8 +147,7 @@ class Block(nn.Module):
 
     def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         h, state = self.mixer.step(self.norm1(x), state)
-        x = x + self.dropout(h)
-        return x + self.dropout(self.ffn(self.norm2(x))), state
+        return self._add(x, h), state
 
 
 @dataclass
