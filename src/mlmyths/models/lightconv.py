@@ -28,9 +28,9 @@ position (a strided view) and contracts it with the position's kernel (``K×`` t
 memory; fastest for a handful of positions, as in token-by-token decoding), and ``"band"``
 turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matrix and
 multiplies it with the block's input window, so all the work is batched matrix products
-(one ``bmm`` over every block of every head and sequence, forward and backward); on the CPU
-long sequences go through in cache-sized chunks, and nothing beyond the inputs and the
-kernels is kept for the backward pass: memory linear in T.
+(one ``bmm`` over every block of every head and sequence, forward and backward; the band
+matrices are strided views of the kernels, never filled in); on the CPU long sequences go
+through in cache-sized chunks: memory linear in T.
 ``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
 :data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
 ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
@@ -137,8 +137,7 @@ class _LightConvFunction(torch.autograd.Function):
     ``dL/dx`` is the transposed convolution of the output gradient. ``dL/dw[h, k] =
     Σ_{b,t,r} g[b,t,hR+r] · x[b,t+k,hR+r]``: for blocks of S output positions, the products of
     every output position with the S+K-1 inputs it can see are one (S × BNR) @ (BNR × (S+K-1))
-    matmul per head; tap k is the sum of that matrix's k-th diagonal (read off with the same
-    skew as the band matrices of :func:`_band_conv`).
+    matmul per head; tap k is the sum of that matrix's k-th diagonal.
     """
 
     @staticmethod
@@ -187,15 +186,8 @@ def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: 
     windows = windows.reshape(B, N, H, R, W).permute(2, 0, 1, 3, 4).reshape(H, B * N * R, W)  # (H, BNR, W)
     grads = g.reshape(B, N, S, H, R).permute(3, 2, 0, 1, 4).reshape(H, S, B * N * R)  # (H, S, BNR)
     products = torch.bmm(grads, windows)  # (H, S, W): products[h, s, j] = Σ_{b,n,r} g[., s, .] x[., j, .]
-    return _band_taps(products, K).sum(1)  # tap k of output s is column s + k
-
-
-def _band_taps(band: Tensor, K: int) -> Tensor:
-    """(..., S, K) view of the taps of contiguous (..., S, W) band matrices: row s holds its K taps at
-    columns s … s+K-1, i.e. at flat offsets s·(W+1) + k of its matrix. Reading it gives the taps of
-    a band (or of a band's gradient); writing it (into zeros) builds the band."""
-    *batch, S, W = band.shape
-    return band.as_strided((*batch, S, K), (*band.stride()[:-2], W + 1, 1))
+    taps = products.as_strided((H, S, K), (S * W, W + 1, 1))  # tap k of output s: column s + k
+    return taps.sum(1)
 
 
 def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK) -> Tensor:
@@ -278,11 +270,6 @@ class _BandLayout:
         """(M, W, R) strided view of the input windows of every block of a flat buffer."""
         return buffer.as_strided((self.M, self.W, self.R), (self.S * self.R, self.R, 1))
 
-    def diagonals(self, band: Tensor, blocks: int) -> Tensor:
-        """(B, H, blocks, S, K) view of the taps (:func:`_band_taps`) of the first ``blocks`` blocks of
-        each (b, h) sequence in the (M, S, W) band matrices."""
-        return _band_taps(band, self.K).view(self.B, self.H, self.segments, self.S, self.K)[:, :, :blocks]
-
     def to_blocks(self, x: Tensor, offset: int = 0) -> Tensor:
         """(B, rows, C) -> flat buffer: for each (b, h), ``offset`` zero rows, the head's rows, zeros
         up to P rows; then W zero rows (the last windows read up to W rows past the end)."""
@@ -296,93 +283,123 @@ class _BandLayout:
         buffer[B * H * P * R:].zero_()
         return buffer
 
-    def from_blocks(self, blocks: Tensor, out: Tensor, add: bool = False) -> None:
-        """Inverse of :meth:`to_blocks`: writes (or adds) the first ``out.shape[1]`` rows of each (b, h)
-        sequence into ``out`` (B, rows, C), which may be a slice of a longer tensor."""
+    def from_blocks(self, blocks: Tensor, out: Tensor, add_rows: int = 0) -> None:
+        """Inverse of :meth:`to_blocks`: writes the first ``out.shape[1]`` rows of each (b, h) sequence
+        into ``out`` (B, rows, C), which may be a slice of a longer tensor; the first ``add_rows``
+        rows are added to what ``out`` holds instead."""
         B, H, P, R = self.B, self.H, self.P, self.R
         rows = out.shape[1]
         heads = blocks.reshape(-1)[:B * H * P * R].view(B, H, P, R)[:, :, :rows].transpose(1, 2)
         view = out.view(B, rows, H, R)
-        view.add_(heads) if add else view.copy_(heads)
+        view[:, :add_rows].add_(heads[:, :add_rows])
+        view[:, add_rows:].copy_(heads[:, add_rows:])
 
-    def band(self, kernel: Tensor) -> Tensor:
-        """(M, S, W) band matrices of the kernels (B, T, H, K): ``y`` of block = band @ input window."""
-        B, T, H, K, S, N = self.B, self.T, self.H, self.K, self.S, self.N
-        band = kernel.new_zeros(self.M, S, self.W)
-        if N * S != T:
-            kernel = F.pad(kernel, (0, 0, 0, 0, 0, N * S - T))
-        self.diagonals(band, N).copy_(kernel.reshape(B, N, S, H, K).permute(0, 3, 1, 2, 4))
-        return band
+    def transposed_diagonals(self, band_t: Tensor, blocks: int) -> Tensor:
+        """(B, H, blocks, S, K) view of the taps of the first ``blocks`` blocks of each (b, h) sequence
+        in (M, W, S) transposed band matrices (tap k of position s is entry (s+k, s))."""
+        segments, W, S = self.segments, self.W, self.S
+        return band_t.as_strided((self.B, self.H, segments, S, self.K),
+                                 (self.H * segments * W * S, segments * W * S, W * S, S + 1, S))[:, :, :blocks]
 
-    def transposed_band(self, kernel: Tensor) -> Tensor:
-        """(M, S, W) matrices of the input gradient: grad of input block n = this @ window n of
-        the output gradient shifted right by K-1 rows (as :meth:`to_blocks` with offset K-1 lays it out).
+    def kernel_rows(self, kernel: Tensor) -> Tensor:
+        """The kernels (B, T, H, K) laid out so that both kinds of band matrix are strided views of them.
 
-        Input row ``p`` receives ``Σ_m w[p+m-(K-1), K-1-m] · g[p+m-(K-1)]``: row s of block n holds
-        the kernels of positions ``nS+s+m-(K-1)``, tap ``K-1-m``, at column ``s+m`` -- a skewed
-        read of the kernels, one strided view of them shifted by K-1 rows.
+        For each (b, h): K-1 zero rows, then one row of ``K + S`` slots per position (its K taps,
+        S zeros), then zero rows up to P rows; K-1 more zero rows at the end. In the band of block n
+        (:meth:`band`), entry (s, c) is tap ``c-s`` of position ``nS+s``: offset ``(K-1+nS+s)(K+S) + c-s``,
+        i.e. strides ``K+S-1 = W`` and 1 (a row-major matrix with leading dimension W). In the
+        transposed band (:meth:`transposed_band`), entry (s, j) is tap ``K-1-j+s`` of position
+        ``nS+j-(K-1)``: offset ``(nS+j)(K+S) + K-1-j+s``, strides 1 and W (column-major). Every
+        off-band entry of either lands on a zero slot or a zero row, so ``bmm`` multiplies these views
+        as they are: no band matrix is ever filled in.
         """
-        B, T, H, K, S = self.B, self.T, self.H, self.K, self.S
-        U = self.P + K - 1  # shifted kernel rows read
-        shifted = kernel.new_zeros(B, H, U, K)
-        shifted[:, :, K - 1:K - 1 + T] = kernel.transpose(1, 2)
-        skew = shifted.as_strided((B, H, self.segments, S, K), (H * U * K, U * K, S * K, K, K - 1), K - 1)
-        band = kernel.new_zeros(self.M, S, self.W)
-        self.diagonals(band, self.segments).copy_(skew)
-        return band
+        B, T, H, K, S, P = self.B, self.T, self.H, self.K, self.S, self.P
+        rows = kernel.new_empty(B * H * P + K - 1, K + S)
+        per_head = rows[:B * H * P].view(B, H, P, K + S)
+        per_head[:, :, :K - 1].zero_()
+        per_head[:, :, K - 1:K - 1 + T, :K] = kernel.transpose(1, 2)
+        per_head[:, :, K - 1:K - 1 + T, K:].zero_()
+        per_head[:, :, K - 1 + T:].zero_()
+        rows[B * H * P:].zero_()
+        return rows
+
+    def band(self, rows: Tensor) -> Tensor:
+        """(M, S, W) band matrices of :meth:`kernel_rows`: ``y`` of block = band @ input window (row s
+        holds the K taps of position nS+s at columns s … s+K-1)."""
+        S, W, K = self.S, self.W, self.K
+        return rows.as_strided((self.M, S, W), (S * (W + 1), W, 1), (K - 1) * (W + 1))
+
+    def transposed_band(self, rows: Tensor) -> Tensor:
+        """(M, S, W) matrices of the input gradient, from :meth:`kernel_rows`: grad of input block n =
+        this @ window n of the output gradient shifted right by K-1 rows (as :meth:`to_blocks` with
+        offset K-1 lays it out). Input row ``p`` receives ``Σ_m w[p+m-(K-1), K-1-m] · g[p+m-(K-1)]``:
+        row s holds the kernels of positions ``nS+s+m-(K-1)``, tap ``K-1-m``, at column ``s+m``."""
+        S, W, K = self.S, self.W, self.K
+        return rows.as_strided((self.M, S, W), (S * (W + 1), 1, W), K - 1)
 
 
 class _BandConvFunction(torch.autograd.Function):
     """DynamicConv as banded matmuls (see :class:`_BandLayout`).
 
-    Forward: the kernels of each block of S positions become an S × W band matrix (row s holds
-    the K taps at columns s … s+K-1) and one ``bmm`` multiplies all bands with their input
-    windows. Backward: the kernel gradient is the band gradient ``g @ windowsᵀ`` read back
-    along the same diagonals; the input gradient is again a band product, the kernels read
-    along anti-diagonals (:meth:`_BandLayout.transposed_band`) times windows of the output
-    gradient, so no overlapping windows have to be added back.
+    Forward: the kernels of each block of S positions form an S × W band matrix (row s holds
+    the K taps at columns s … s+K-1; a strided view of :meth:`_BandLayout.kernel_rows`) and one
+    ``bmm`` multiplies all bands with their input windows. Backward: the kernel gradient is the
+    band gradient ``windows @ gᵀ`` read back along its diagonals; the input gradient is again a
+    band product, the kernels read along anti-diagonals (:meth:`_BandLayout.transposed_band`,
+    another view of the same rows) times windows of the output gradient, so no overlapping
+    windows have to be added back.
 
     Long sequences are cut into chunks of ``chunk`` output positions (each reading K-1 more
-    inputs), so that one chunk's blocked buffers stay in the CPU's cache; nothing but the
-    inputs and the kernels is kept for the backward pass.
+    inputs), so that one chunk's blocked buffers stay in the CPU's cache. Kept for the backward
+    pass: each chunk's blocked inputs and kernel rows (about the inputs' size and (K+S)/K times
+    the kernels').
     """
 
     @staticmethod
     def forward(ctx: Any, x_padded: Tensor, kernel: Tensor, block_size: int, chunk: int) -> Tensor:
         B, T, H, K = kernel.shape
         y = x_padded.new_empty(B, T, x_padded.shape[2])
+        blocked, rows = [], []  # each chunk's blocked inputs and kernel rows, kept for the backward pass
         for start in range(0, T, chunk):
-            stop = min(T, start + chunk)
-            lay = _BandLayout(B, stop - start, H, K, max(1, min(block_size, stop - start)), x_padded.shape[2])
-            inputs = lay.to_blocks(x_padded[:, start:stop + K - 1])
-            lay.from_blocks(torch.bmm(lay.band(kernel[:, start:stop]), lay.windows(inputs)), y[:, start:stop])
-        ctx.save_for_backward(x_padded, kernel)
-        ctx.block_size, ctx.chunk = block_size, chunk
+            lay = _BandConvFunction._layout(kernel.shape, x_padded.shape[2], block_size, start, chunk)
+            blocked.append(lay.to_blocks(x_padded[:, start:start + lay.T + K - 1]))
+            rows.append(lay.kernel_rows(kernel[:, start:start + lay.T]))
+            lay.from_blocks(torch.bmm(lay.band(rows[-1]), lay.windows(blocked[-1])), y[:, start:start + lay.T])
+        ctx.save_for_backward(*blocked, *rows)
+        ctx.kernel_shape, ctx.block_size, ctx.chunk, ctx.length = kernel.shape, block_size, chunk, x_padded.shape[1]
         return y
+
+    @staticmethod
+    def _layout(kernel_shape: torch.Size, C: int, block_size: int, start: int, chunk: int) -> _BandLayout:
+        """The layout of the chunk of (at most ``chunk``) output positions from ``start`` on."""
+        B, T, H, K = kernel_shape
+        length = min(T, start + chunk) - start
+        return _BandLayout(B, length, H, K, max(1, min(block_size, length)), C)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        x_padded, kernel = ctx.saved_tensors
-        B, T, H, K = kernel.shape
+        saved = ctx.saved_tensors
+        blocked, rows = saved[:len(saved) // 2], saved[len(saved) // 2:]
+        B, T, H, K = ctx.kernel_shape
         need_x, need_kernel = ctx.needs_input_grad[:2]
-        grad_x = x_padded.new_zeros(x_padded.shape) if need_x else None
-        grad_kernel = kernel.new_empty(kernel.shape) if need_kernel else None
-        for start in range(0, T, ctx.chunk):
-            stop = min(T, start + ctx.chunk)
-            lay = _BandLayout(B, stop - start, H, K, max(1, min(ctx.block_size, stop - start)), x_padded.shape[2])
-            S, R = lay.S, lay.R
+        grad_x = grad_out.new_empty(B, ctx.length, grad_out.shape[2]) if need_x else None
+        grad_kernel = None
+        if need_kernel:  # whole blocks of rows: each chunk's taps are copied in once, as they lie
+            grad_kernel = grad_out.new_empty(B, -(-T // ctx.block_size) * ctx.block_size, H, K)
+        for i, start in enumerate(range(0, T, ctx.chunk)):
+            lay = _BandConvFunction._layout(ctx.kernel_shape, grad_out.shape[2], ctx.block_size, start, ctx.chunk)
+            S, R, stop = lay.S, lay.R, start + lay.T
             shifted = lay.to_blocks(grad_out[:, start:stop], offset=K - 1)  # zeros around: padding blocks get none
             if need_kernel:
-                inputs = lay.to_blocks(x_padded[:, start:stop + K - 1])
                 g = shifted[(K - 1) * R:].as_strided((lay.M, S, R), (S * R, R, 1))  # (M, S, R), unshifted
-                grad_band = torch.bmm(g, lay.windows(inputs).transpose(1, 2))  # (M, S, W)
-                taps = lay.diagonals(grad_band, lay.N).permute(0, 2, 3, 1, 4).reshape(B, lay.N * S, H, K)
-                grad_kernel[:, start:stop] = taps[:, :stop - start]
-            if need_x:  # chunks overlap by K-1 input rows: add
-                grad_blocks = torch.bmm(lay.transposed_band(kernel[:, start:stop]), lay.windows(shifted))
-                lay.from_blocks(grad_blocks, grad_x[:, start:stop + K - 1], add=True)
-        return grad_x, grad_kernel, None, None
+                grad_band = torch.bmm(lay.windows(blocked[i]), g.transpose(1, 2))  # (M, W, S): the band gradient, transposed
+                rows_out = grad_kernel[:, start:start + lay.N * S].view(B, lay.N, S, H, K)
+                rows_out.copy_(lay.transposed_diagonals(grad_band, lay.N).permute(0, 2, 3, 1, 4))
+            if need_x:  # chunks overlap by K-1 input rows, which the previous chunk wrote: add those
+                grad_blocks = torch.bmm(lay.transposed_band(rows[i]), lay.windows(shifted))
+                lay.from_blocks(grad_blocks, grad_x[:, start:stop + K - 1], add_rows=K - 1 if i else 0)
+        return grad_x, None if grad_kernel is None else grad_kernel[:, :T], None, None
 
 
 # -- the modules ---------------------------------------------------------------------------------
