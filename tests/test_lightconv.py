@@ -105,6 +105,25 @@ def test_bfloat16_autocast_matches_float32(cls):
         assert float((got - want).abs().max() / want.abs().max()) < 0.01
 
 
+def test_bfloat16_dynamic_conv_matches_float32():
+    """A DynamicConv1d held in bfloat16 (no autocast: the CPU's one-function path, softmax and its
+    gradient computed in float32) stays within bfloat16's error of the float32 layer."""
+    torch.manual_seed(1)
+    conv = DynamicConv1d(32, 7, 4)
+    x = torch.randn(2, 100, 32, requires_grad=True)
+    ref = conv(x)
+    ref_grads = torch.autograd.grad(ref.sum(), [x, conv.kernel_proj.weight])
+    half = DynamicConv1d(32, 7, 4).to(torch.bfloat16)
+    half.load_state_dict(conv.state_dict())
+    xb = x.detach().to(torch.bfloat16).requires_grad_()
+    y = half(xb)
+    assert y.dtype == torch.bfloat16
+    assert float((y.float() - ref).detach().abs().max()) < 0.03
+    for got, want in zip(torch.autograd.grad(y.float().sum(), [xb, half.kernel_proj.weight]), ref_grads):
+        assert got.dtype == torch.bfloat16
+        assert float((got.float() - want).abs().max() / want.abs().max()) < 0.015
+
+
 @pytest.mark.parametrize("cls", CONVS)
 def test_empty_sequence(cls):
     """T = 0 (an empty batch of text, or a decoding step with no new token) gives an empty output."""
@@ -361,10 +380,58 @@ def test_custom_backward_passes_gradcheck():
     for block in (1, 3, 4, 11, 32):
         assert torch.autograd.gradcheck(lambda x, k, b=block: dynamic_conv(x, k, "band", b), (x_padded, dynamic))
     for chunk in (1, 4, 8):  # several chunks of 1 or 2 blocks of 4 positions
-        assert torch.autograd.gradcheck(lambda x, k, c=chunk: _BandConvFunction.apply(x, k, 4, c), (x_padded, dynamic))
+        assert torch.autograd.gradcheck(lambda x, k, c=chunk: _BandConvFunction.apply(x, k, (0, 0), 4, c), (x_padded, dynamic))
+    # padding rows that x does not hold (causal, centered, more padding than x has rows)
+    for x_rows, padding in ((11, (4, 0)), (11, (2, 2)), (2, (13, 0))):
+        x = torch.randn(2, x_rows, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+        kernel = torch.randn(2, x_rows + sum(padding) - 4, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+        for chunk in (1, 4, 32):
+            assert torch.autograd.gradcheck(lambda x, k, c=chunk, p=padding: _BandConvFunction.apply(x, k, p, 4, c),
+                                            (x, kernel))
     # the kernel gradient's blocks: any block size gives the same sums
     g = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen)
     sums = [_light_kernel_grad(g, x_padded.detach(), 3, 5, block) for block in (1, 2, 5, 11, 64)]
     sums += [_light_kernel_grad(g, x_padded.detach(), 3, 5, 2, chunk) for chunk in (1, 3, 4, 10)]  # in chunks
     for other in sums[1:]:
         torch.testing.assert_close(other, sums[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+@pytest.mark.parametrize("padding", [(4, 0), (2, 2)])
+def test_whole_dynamic_conv_function_gradcheck(softmax, padding):
+    """DynamicConv in one function (prediction, softmax, band convolution; the CPU path without
+    DropConnect) against finite differences, in several chunks and blocks, input and weight."""
+    from mlmyths.models.lightconv import _DynamicConvFunction
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(3 * 5, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    for block, chunk in ((4, 4), (3, 9), (4, 64), (1, 1)):
+        def fn(x, w, b=block, c=chunk):
+            return _DynamicConvFunction.apply(x, w, 3, padding, softmax, b, c)
+        assert torch.autograd.gradcheck(fn, (x, weight))
+    # only the weight needs a gradient (the input is data)
+    assert torch.autograd.gradcheck(lambda w: _DynamicConvFunction.apply(x.detach(), w, 3, padding, softmax, 4, 4),
+                                    (weight,))
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_dynamic_conv_cpu_routes_agree(softmax):
+    """The three CPU routes of DynamicConv1d's band path give the reference's outputs and gradients:
+    the whole layer in one function (training without DropConnect, or eval), the band function on
+    the normalized kernels (with DropConnect, here with its mask fixed by eval), and the reference."""
+    from mlmyths.models.lightconv import _band_chunk, _BandConvFunction
+
+    torch.manual_seed(5)
+    conv = DynamicConv1d(16, 7, 4, causal=False, weight_softmax=softmax, method="band", block_size=4).double()
+    x = torch.randn(2, 40, 16, dtype=torch.float64, requires_grad=True)
+    params = [x, *conv.parameters()]
+    ref = conv(x, reference=True)
+    whole = conv(x)
+    kernel = conv.kernel(x)
+    band = _BandConvFunction.apply(x, kernel, conv.padding, 4, _band_chunk(x, 4))
+    ref_grads = _grads(ref, params)
+    for out in (whole, band):
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        for a, b in zip(_grads(out, params), ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -30,7 +30,10 @@ turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matr
 multiplies it with the block's input window, so all the work is batched matrix products
 (one ``bmm`` over every block of every head and sequence, forward and backward; the band
 matrices are strided views of the kernels, never filled in); on the CPU long sequences go
-through in cache-sized chunks: memory linear in T.
+through in cache-sized chunks: memory linear in T. On the CPU (without DropConnect or autocast)
+a DynamicConv1d runs as one autograd function: kernel prediction, softmax, band convolution and
+their backward passes, the softmax and its gradient chunk by chunk
+(:class:`_DynamicConvFunction`).
 ``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
 :data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
 ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
@@ -190,22 +193,30 @@ def _light_kernel_grad(g: Tensor, x_padded: Tensor, H: int, K: int, block_size: 
     return taps.sum(1)
 
 
-def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK) -> Tensor:
+def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK,
+                 padding: tuple[int, int] = (0, 0)) -> Tensor:
     """DynamicConv fast paths; ``x_padded`` (B, T+K-1, C), ``kernel`` (B, T, H, K) -> (B, T, C).
 
     ``method``: "unfold" (K-windows as a strided view, ``K×`` memory), "band" (blocks of
     ``block_size`` positions as banded matrices, batched matmuls) or "auto" (unfold up to
     :data:`UNFOLD_MAX_T` positions, or :data:`UNFOLD_MAX_T_INFERENCE` without gradients; band beyond).
+    ``padding`` (left, right): zero rows around ``x_padded`` that it does not hold yet (the band
+    path reads them without making a padded copy); by default it is already padded.
     """
-    T = kernel.shape[1]
-    if method == "auto":
-        grad = torch.is_grad_enabled() and (x_padded.requires_grad or kernel.requires_grad)
-        method = "unfold" if T <= (UNFOLD_MAX_T if grad else UNFOLD_MAX_T_INFERENCE) else "band"
+    grad = torch.is_grad_enabled() and (x_padded.requires_grad or kernel.requires_grad)
+    method = _choose_method(method, kernel.shape[1], grad)
     if method == "unfold":
-        return _unfold_conv(x_padded, kernel)
-    if method == "band":
-        return _band_conv(x_padded, kernel, block_size)
-    raise UserError(f"unknown DynamicConv method {method!r}; choose auto, unfold or band")
+        return _unfold_conv(F.pad(x_padded, (0, 0, *padding)) if any(padding) else x_padded, kernel)
+    return _BandConvFunction.apply(x_padded, kernel, padding, block_size, _band_chunk(x_padded, block_size))
+
+
+def _choose_method(method: str, T: int, grad: bool) -> str:
+    """The DynamicConv path for T positions (``method="auto"``: the measured crossover)."""
+    if method == "auto":
+        return "unfold" if T <= (UNFOLD_MAX_T if grad else UNFOLD_MAX_T_INFERENCE) else "band"
+    if method not in ("unfold", "band"):
+        raise UserError(f"unknown DynamicConv method {method!r}; choose auto, unfold or band")
+    return method
 
 
 def _unfold_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
@@ -215,12 +226,13 @@ def _unfold_conv(x_padded: Tensor, kernel: Tensor) -> Tensor:
     return (windows * kernel.unsqueeze(3)).sum(-1).reshape(B, T, C)
 
 
-def _band_conv(x_padded: Tensor, kernel: Tensor, block_size: int) -> Tensor:
-    B, _, C = x_padded.shape
-    chunk = max(1, kernel.shape[1])
-    if x_padded.device.type == "cpu":  # about CHUNK_ELEMENTS inputs per chunk, a whole number of blocks
-        chunk = max(block_size, CHUNK_ELEMENTS // (B * C) // block_size * block_size)
-    return _BandConvFunction.apply(x_padded, kernel, block_size, chunk)
+def _band_chunk(x: Tensor, block_size: int) -> int:
+    """Output positions per chunk of the band path: on the CPU about :data:`CHUNK_ELEMENTS` inputs, a
+    whole number of blocks; elsewhere the whole sequence."""
+    B, T, C = x.shape
+    if x.device.type != "cpu":
+        return max(1, T)
+    return max(block_size, CHUNK_ELEMENTS // (B * C) // block_size * block_size)
 
 
 @dataclass(frozen=True)
@@ -283,13 +295,13 @@ class _BandLayout:
         buffer[B * H * P * R:].zero_()
         return buffer
 
-    def from_blocks(self, blocks: Tensor, out: Tensor, add_rows: int = 0) -> None:
-        """Inverse of :meth:`to_blocks`: writes the first ``out.shape[1]`` rows of each (b, h) sequence
-        into ``out`` (B, rows, C), which may be a slice of a longer tensor; the first ``add_rows``
-        rows are added to what ``out`` holds instead."""
+    def from_blocks(self, blocks: Tensor, out: Tensor, add_rows: int = 0, skip: int = 0) -> None:
+        """Inverse of :meth:`to_blocks`: writes rows ``skip … skip + out.shape[1] - 1`` of each (b, h)
+        sequence into ``out`` (B, rows, C), which may be a slice of a longer tensor; the first
+        ``add_rows`` of them are added to what ``out`` holds instead."""
         B, H, P, R = self.B, self.H, self.P, self.R
         rows = out.shape[1]
-        heads = blocks.reshape(-1)[:B * H * P * R].view(B, H, P, R)[:, :, :rows].transpose(1, 2)
+        heads = blocks.reshape(-1)[:B * H * P * R].view(B, H, P, R)[:, :, skip:skip + rows].transpose(1, 2)
         view = out.view(B, rows, H, R)
         view[:, :add_rows].add_(heads[:, :add_rows])
         view[:, add_rows:].copy_(heads[:, add_rows:])
@@ -323,6 +335,12 @@ class _BandLayout:
         rows[B * H * P:].zero_()
         return rows
 
+    def kernels(self, rows: Tensor) -> Tensor:
+        """(B, T, H, K) view of the kernels held in :meth:`kernel_rows`."""
+        B, H, P, K = self.B, self.H, self.P, self.K
+        per_head = rows[:B * H * P].view(B, H, P, K + self.S)
+        return per_head[:, :, K - 1:K - 1 + self.T, :K].transpose(1, 2)
+
     def band(self, rows: Tensor) -> Tensor:
         """(M, S, W) band matrices of :meth:`kernel_rows`: ``y`` of block = band @ input window (row s
         holds the K taps of position nS+s at columns s … s+K-1)."""
@@ -338,8 +356,76 @@ class _BandLayout:
         return rows.as_strided((self.M, S, W), (S * (W + 1), 1, W), K - 1)
 
 
+def _band_layout(kernel_shape: torch.Size, C: int, block_size: int, start: int, chunk: int) -> _BandLayout:
+    """The layout of the chunk of (at most ``chunk``) output positions from ``start`` on."""
+    B, T, H, K = kernel_shape
+    length = min(T, start + chunk) - start
+    return _BandLayout(B, length, H, K, max(1, min(block_size, length)), C)
+
+
+def _chunk_rows(start: int, lay: _BandLayout, left: int, rows: int) -> tuple[int, int, int]:
+    """Rows ``lo:hi`` of the unpadded input that the chunk from ``start`` reads, and how many zero
+    (padding) rows come before them: the chunk reads padded rows start … start+T+K-2."""
+    first = start - left
+    lo, hi = max(0, first), min(rows, first + lay.T + lay.K - 1)
+    return lo, max(lo, hi), lo - first
+
+
+def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int,
+                  chunk: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """The band path's forward: ``y`` (B, T, C), and each chunk's blocked inputs and kernel rows
+    (what :func:`_band_backward` needs). ``x`` (B, T+K-1-left-right, C) gets ``padding`` zero rows."""
+    B, T, H, K = kernel.shape
+    y = x.new_empty(B, T, x.shape[2])
+    blocked, rows = [], []
+    for start in range(0, T, chunk):
+        lay = _band_layout(kernel.shape, x.shape[2], block_size, start, chunk)
+        lo, hi, lead = _chunk_rows(start, lay, padding[0], x.shape[1])
+        blocked.append(lay.to_blocks(x[:, lo:hi], offset=lead))
+        rows.append(lay.kernel_rows(kernel[:, start:start + lay.T]))
+        lay.from_blocks(torch.bmm(lay.band(rows[-1]), lay.windows(blocked[-1])), y[:, start:start + lay.T])
+    return y, blocked, rows
+
+
+def _band_backward(grad_out: Tensor, blocked: list[Tensor], rows: list[Tensor], kernel_shape: torch.Size,
+                   x_rows: int, padding: tuple[int, int], block_size: int, chunk: int, need_x: bool,
+                   need_kernel: bool, softmax: bool = False) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of the band path with respect to its input (B, x_rows, C) and its kernels (B, T, H, K);
+    with ``softmax``, with respect to the logits whose softmax the kernels are (computed chunk by
+    chunk from the kernels held in ``rows``)."""
+    B, T, H, K = kernel_shape
+    grad_x = grad_out.new_empty(B, x_rows, grad_out.shape[2]) if need_x else None
+    grad_kernel = grad_out.new_empty(kernel_shape) if need_kernel else None
+    for i, start in enumerate(range(0, T, chunk)):
+        lay = _band_layout(kernel_shape, grad_out.shape[2], block_size, start, chunk)
+        S, R, N, stop = lay.S, lay.R, lay.N, start + lay.T
+        shifted = lay.to_blocks(grad_out[:, start:stop], offset=K - 1)  # zeros around: padding blocks get none
+        if need_kernel:
+            g = shifted[(K - 1) * R:].as_strided((lay.M, S, R), (S * R, R, 1))  # (M, S, R), unshifted
+            grad_band = torch.bmm(lay.windows(blocked[i]), g.transpose(1, 2))  # (M, W, S): the band gradient, transposed
+            taps = lay.transposed_diagonals(grad_band, N).permute(0, 2, 3, 1, 4)  # (B, N, S, H, K)
+            out = grad_kernel[:, start:stop]
+            whole = lay.T // S  # the last chunk's last block may be cut short
+            out[:, :whole * S].view(B, whole, S, H, K).copy_(taps[:, :whole])
+            if whole < N:
+                out[:, whole * S:].copy_(taps[:, whole, :lay.T - whole * S])
+            if softmax:  # d/dlogits = w · (d/dw - Σ_k w · d/dw), w read back from the kernel rows
+                w = lay.kernels(rows[i])
+                if out.dtype in (torch.float16, torch.bfloat16):
+                    w32, g32 = w.float(), out.float()
+                    out.copy_(w32 * (g32 - (g32 * w32).sum(-1, keepdim=True)))
+                else:
+                    out.sub_((out * w).sum(-1, keepdim=True)).mul_(w)
+        if need_x:  # chunks overlap by K-1 input rows, which the previous chunk wrote: add those
+            lo, hi, lead = _chunk_rows(start, lay, padding[0], x_rows)
+            done = min(x_rows, start - padding[0] + K - 1) if i else lo  # rows the previous chunk wrote
+            grad_blocks = torch.bmm(lay.transposed_band(rows[i]), lay.windows(shifted))
+            lay.from_blocks(grad_blocks, grad_x[:, lo:hi], add_rows=max(0, done - lo), skip=lead)
+    return grad_x, grad_kernel
+
+
 class _BandConvFunction(torch.autograd.Function):
-    """DynamicConv as banded matmuls (see :class:`_BandLayout`).
+    """DynamicConv as banded matmuls (see :class:`_BandLayout`): ``(x, kernel, padding, block_size, chunk)``.
 
     Forward: the kernels of each block of S positions form an S × W band matrix (row s holds
     the K taps at columns s … s+K-1; a strided view of :meth:`_BandLayout.kernel_rows`) and one
@@ -352,57 +438,72 @@ class _BandConvFunction(torch.autograd.Function):
     Long sequences are cut into chunks of ``chunk`` output positions (each reading K-1 more
     inputs), so that one chunk's blocked buffers stay in the CPU's cache. Kept for the backward
     pass: each chunk's blocked inputs and kernel rows (about the inputs' size and (K+S)/K times
-    the kernels').
+    the kernels'). The ``padding`` zero rows are written into the blocked copies, never into a
+    padded copy of ``x``.
     """
 
     @staticmethod
-    def forward(ctx: Any, x_padded: Tensor, kernel: Tensor, block_size: int, chunk: int) -> Tensor:
-        B, T, H, K = kernel.shape
-        y = x_padded.new_empty(B, T, x_padded.shape[2])
-        blocked, rows = [], []  # each chunk's blocked inputs and kernel rows, kept for the backward pass
-        for start in range(0, T, chunk):
-            lay = _BandConvFunction._layout(kernel.shape, x_padded.shape[2], block_size, start, chunk)
-            blocked.append(lay.to_blocks(x_padded[:, start:start + lay.T + K - 1]))
-            rows.append(lay.kernel_rows(kernel[:, start:start + lay.T]))
-            lay.from_blocks(torch.bmm(lay.band(rows[-1]), lay.windows(blocked[-1])), y[:, start:start + lay.T])
+    def forward(ctx: Any, x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int, chunk: int) -> Tensor:
+        y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
         ctx.save_for_backward(*blocked, *rows)
-        ctx.kernel_shape, ctx.block_size, ctx.chunk, ctx.length = kernel.shape, block_size, chunk, x_padded.shape[1]
+        ctx.args = kernel.shape, x.shape[1], padding, block_size, chunk
         return y
 
     @staticmethod
-    def _layout(kernel_shape: torch.Size, C: int, block_size: int, start: int, chunk: int) -> _BandLayout:
-        """The layout of the chunk of (at most ``chunk``) output positions from ``start`` on."""
-        B, T, H, K = kernel_shape
-        length = min(T, start + chunk) - start
-        return _BandLayout(B, length, H, K, max(1, min(block_size, length)), C)
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        half = len(saved) // 2
+        grads = _band_backward(grad_out, list(saved[:half]), list(saved[half:]), *ctx.args, *ctx.needs_input_grad[:2])
+        return (*grads, None, None, None)
+
+
+class _DynamicConvFunction(torch.autograd.Function):
+    """A whole DynamicConv (no DropConnect) in one function: ``(x, weight, heads, padding, softmax,
+    block_size, chunk)``, ``weight`` (H·K, C) the kernel-predicting linear map.
+
+    The kernel logits are one matmul over all positions; the softmax, the band convolution
+    (:class:`_BandConvFunction`) and, in the backward pass, the softmax's gradient run chunk by
+    chunk on data still in cache. The input's gradient from the prediction is accumulated into the
+    convolution's (``addmm_``), and the input is never padded: no pass over the data that the
+    layer-by-layer autograd graph makes beyond these.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, heads: int, padding: tuple[int, int], softmax: bool,
+                block_size: int, chunk: int) -> Tensor:
+        B, T, C = x.shape
+        logits = torch.mm(x.reshape(B * T, C), weight.t()).view(B, T, heads, -1)
+        kernel = _softmax_kernel(logits) if softmax else logits
+        y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
+        ctx.save_for_backward(x, weight, *blocked, *rows)
+        ctx.args = kernel.shape, T, padding, block_size, chunk
+        ctx.softmax = softmax
+        return y
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        saved = ctx.saved_tensors
-        blocked, rows = saved[:len(saved) // 2], saved[len(saved) // 2:]
-        B, T, H, K = ctx.kernel_shape
-        need_x, need_kernel = ctx.needs_input_grad[:2]
-        grad_x = grad_out.new_empty(B, ctx.length, grad_out.shape[2]) if need_x else None
-        grad_kernel = None
-        if need_kernel:  # whole blocks of rows: each chunk's taps are copied in once, as they lie
-            grad_kernel = grad_out.new_empty(B, -(-T // ctx.block_size) * ctx.block_size, H, K)
-        for i, start in enumerate(range(0, T, ctx.chunk)):
-            lay = _BandConvFunction._layout(ctx.kernel_shape, grad_out.shape[2], ctx.block_size, start, ctx.chunk)
-            S, R, stop = lay.S, lay.R, start + lay.T
-            shifted = lay.to_blocks(grad_out[:, start:stop], offset=K - 1)  # zeros around: padding blocks get none
-            if need_kernel:
-                g = shifted[(K - 1) * R:].as_strided((lay.M, S, R), (S * R, R, 1))  # (M, S, R), unshifted
-                grad_band = torch.bmm(lay.windows(blocked[i]), g.transpose(1, 2))  # (M, W, S): the band gradient, transposed
-                rows_out = grad_kernel[:, start:start + lay.N * S].view(B, lay.N, S, H, K)
-                rows_out.copy_(lay.transposed_diagonals(grad_band, lay.N).permute(0, 2, 3, 1, 4))
-            if need_x:  # chunks overlap by K-1 input rows, which the previous chunk wrote: add those
-                grad_blocks = torch.bmm(lay.transposed_band(rows[i]), lay.windows(shifted))
-                lay.from_blocks(grad_blocks, grad_x[:, start:stop + K - 1], add_rows=K - 1 if i else 0)
-        return grad_x, None if grad_kernel is None else grad_kernel[:, :T], None, None
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, *saved = ctx.saved_tensors
+        half = len(saved) // 2
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], *ctx.args, need_x, True,
+                                             softmax=ctx.softmax)
+        B, T, C = x.shape
+        grad_logits = grad_logits.view(B * T, -1)
+        if need_x:
+            grad_x.view(B * T, C).addmm_(grad_logits, weight)
+        grad_weight = grad_logits.t().mm(x.reshape(B * T, C)) if need_weight else None
+        return grad_x, grad_weight, None, None, None, None, None
 
 
 # -- the modules ---------------------------------------------------------------------------------
+
+
+def _softmax_kernel(logits: Tensor) -> Tensor:
+    """Softmax over the kernel width (Eq. 3) in at least float32 (half and bfloat16 logits are
+    upcast), returned in the logits' dtype."""
+    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(logits.dtype)
 
 
 class _Convolution(nn.Module, ABC):
@@ -436,12 +537,13 @@ class _Convolution(nn.Module, ABC):
     def _convolve(self, x_padded: Tensor, kernel: Tensor) -> Tensor:
         """The fast path that applies ``kernel`` to ``x_padded`` (B, T+K-1, C) -> (B, T, C)."""
 
+    def _fast(self, x: Tensor) -> Tensor:
+        """The fast path of :meth:`forward` on the (unpadded, masked) input (B, T, C) -> (B, T, C)."""
+        return self._convolve(F.pad(x, (0, 0, *self.padding)), self.kernel(x))  # (B, T+K-1, C) padded
+
     def _normalize(self, logits: Tensor) -> Tensor:
         """Softmax over the kernel width (Eq. 3), then DropConnect in training (rescaled by 1/(1-p))."""
-        if self.weight_softmax:  # in at least float32 (half and bfloat16 logits are upcast), back to their dtype
-            w = torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(logits.dtype)
-        else:
-            w = logits
+        w = _softmax_kernel(logits) if self.weight_softmax else logits
         return F.dropout(w, self.weight_dropout, training=self.training)
 
     def _check(self, x: Tensor) -> None:
@@ -464,9 +566,7 @@ class _Convolution(nn.Module, ABC):
                                 f"got {tuple(key_padding_mask.shape)}")
             mask = key_padding_mask.to(torch.bool).unsqueeze(-1)  # (B, T, 1)
             x = x.masked_fill(mask, 0.0)
-        kernel = self.kernel(x)
-        x_padded = F.pad(x, (0, 0, *self.padding))  # (B, T+K-1, C)
-        y = reference_conv(x_padded, kernel) if reference else self._convolve(x_padded, kernel)
+        y = reference_conv(F.pad(x, (0, 0, *self.padding)), self.kernel(x)) if reference else self._fast(x)
         if self.bias is not None:
             y = y + self.bias
         return y.masked_fill(mask, 0.0) if mask is not None else y
@@ -568,6 +668,20 @@ class DynamicConv1d(_Convolution):
 
     def _convolve(self, x_padded: Tensor, kernel: Tensor) -> Tensor:
         return dynamic_conv(x_padded, kernel.to(x_padded.dtype), self.method, self.block_size)
+
+    def _fast(self, x: Tensor) -> Tensor:
+        """On the band path, no padded copy of ``x``; on the CPU without DropConnect or autocast, the
+        prediction, softmax and convolution as one :class:`_DynamicConvFunction`."""
+        weight = self.kernel_proj.weight
+        grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        if _choose_method(self.method, x.shape[1], grad) == "unfold":
+            return super()._fast(x)
+        chunk = _band_chunk(x, self.block_size)
+        if (x.device.type == "cpu" and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
+                and not (self.training and self.weight_dropout > 0)):
+            return _DynamicConvFunction.apply(x, weight, self.heads, self.padding, self.weight_softmax,
+                                              self.block_size, chunk)
+        return _BandConvFunction.apply(x, self.kernel(x).to(x.dtype), self.padding, self.block_size, chunk)
 
 
 # -- the block and the language model ----------------------------------------------------------------
