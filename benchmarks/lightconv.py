@@ -211,13 +211,13 @@ def targets(rows: list[dict]) -> list[str]:
                        f"({'met' if ours <= ref else 'not met'} on this run).")
     ratios = [r["DynamicConv"] / r["LightConv"] for r in rows if r["DynamicConv"] and r["LightConv"]]
     if ratios:
-        out.append(f"- DynamicConv / LightConv: {min(ratios):.1f}-{max(ratios):.1f}x "
+        out.append(f"- DynamicConv / LightConv: {min(ratios):.2f}-{max(ratios):.2f}x "
                    f"({'within' if max(ratios) <= 3 else 'not within'} 3x at every T; DynamicConv also runs the "
                    "C -> H*K kernel-predicting linear layer, which LightConv does not have).")
     ref = [r["DynamicConv"] / r["LightConv conv1d"] for r in rows if r["DynamicConv"] and r["LightConv conv1d"]]
     if ref:
         out.append(f"- DynamicConv / LightConv in the reference conv1d form (measured side by side): "
-                   f"{min(ref):.1f}-{max(ref):.1f}x ({'within' if max(ref) <= 3 else 'not within'} 3x at every T).")
+                   f"{min(ref):.2f}-{max(ref):.2f}x ({'within' if max(ref) <= 3 else 'not within'} 3x at every T).")
     rest = [(r["DynamicConv"] - r["DynamicConv kernels"]) / r["LightConv"] for r in rows
             if r["DynamicConv"] and r["DynamicConv kernels"] and r["LightConv"]]
     if rest:

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -371,10 +371,12 @@ def _chunk_rows(start: int, lay: _BandLayout, left: int, rows: int) -> tuple[int
     return lo, max(lo, hi), lo - first
 
 
-def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int,
-                  chunk: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int, chunk: int,
+                  normalize: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """The band path's forward: ``y`` (B, T, C), and each chunk's blocked inputs and kernel rows
-    (what :func:`_band_backward` needs). ``x`` (B, T+K-1-left-right, C) gets ``padding`` zero rows."""
+    (what :func:`_band_backward` needs). ``x`` (B, T+K-1-left-right, C) gets ``padding`` zero rows;
+    ``normalize``, if given, maps each chunk of ``kernel`` to the kernels applied (e.g. logits to
+    their softmax, one cache-sized chunk at a time)."""
     B, T, H, K = kernel.shape
     y = x.new_empty(B, T, x.shape[2])
     blocked, rows = [], []
@@ -382,7 +384,8 @@ def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_siz
         lay = _band_layout(kernel.shape, x.shape[2], block_size, start, chunk)
         lo, hi, lead = _chunk_rows(start, lay, padding[0], x.shape[1])
         blocked.append(lay.to_blocks(x[:, lo:hi], offset=lead))
-        rows.append(lay.kernel_rows(kernel[:, start:start + lay.T]))
+        taps = kernel[:, start:start + lay.T]
+        rows.append(lay.kernel_rows(taps if normalize is None else normalize(taps)))
         lay.from_blocks(torch.bmm(lay.band(rows[-1]), lay.windows(blocked[-1])), y[:, start:start + lay.T])
     return y, blocked, rows
 
@@ -462,11 +465,12 @@ class _DynamicConvFunction(torch.autograd.Function):
     """A whole DynamicConv (no DropConnect) in one function: ``(x, weight, heads, padding, softmax,
     block_size, chunk)``, ``weight`` (H·K, C) the kernel-predicting linear map.
 
-    The kernel logits are one matmul over all positions; the softmax, the band convolution
-    (:class:`_BandConvFunction`) and, in the backward pass, the softmax's gradient run chunk by
-    chunk on data still in cache. The input's gradient from the prediction is accumulated into the
-    convolution's (``addmm_``), and the input is never padded: no pass over the data that the
-    layer-by-layer autograd graph makes beyond these.
+    The kernel logits are one matmul over all positions; the softmax and the band convolution
+    (:class:`_BandConvFunction`) run chunk by chunk, and in the backward pass so does the
+    softmax's gradient, on each chunk's kernel gradient while it is in cache. The prediction's
+    input gradient is accumulated into the convolution's (``addmm_``), and the input is never
+    padded. Compared with the same steps as separate autograd nodes, this saves a padded copy of
+    the input and its gradient, a sum of two input gradients, and full passes over the kernels.
     """
 
     @staticmethod
@@ -474,10 +478,9 @@ class _DynamicConvFunction(torch.autograd.Function):
                 block_size: int, chunk: int) -> Tensor:
         B, T, C = x.shape
         logits = torch.mm(x.reshape(B * T, C), weight.t()).view(B, T, heads, -1)
-        kernel = _softmax_kernel(logits) if softmax else logits
-        y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
+        y, blocked, rows = _band_forward(x, logits, padding, block_size, chunk, _softmax_kernel if softmax else None)
         ctx.save_for_backward(x, weight, *blocked, *rows)
-        ctx.args = kernel.shape, T, padding, block_size, chunk
+        ctx.args = logits.shape, T, padding, block_size, chunk
         ctx.softmax = softmax
         return y
 
