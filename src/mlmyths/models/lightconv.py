@@ -31,9 +31,9 @@ multiplies it with the block's input window, so all the work is batched matrix p
 (one ``bmm`` over every block of every head and sequence, forward and backward; the band
 matrices are strided views of the kernels, never filled in); on the CPU long sequences go
 through in cache-sized chunks: memory linear in T. On the CPU (without DropConnect or autocast)
-a DynamicConv1d runs as one autograd function: kernel prediction, softmax, band convolution and
-their backward passes, the softmax and its gradient chunk by chunk
-(:class:`_DynamicConvFunction`).
+a DynamicConv1d runs as one autograd function (:class:`_DynamicConvFunction`): kernel
+prediction, softmax, band convolution and their backward passes, without a padded copy of the
+input or a separate sum of its two gradients.
 ``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
 :data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
 ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -335,12 +335,6 @@ class _BandLayout:
         rows[B * H * P:].zero_()
         return rows
 
-    def kernels(self, rows: Tensor) -> Tensor:
-        """(B, T, H, K) view of the kernels held in :meth:`kernel_rows`."""
-        B, H, P, K = self.B, self.H, self.P, self.K
-        per_head = rows[:B * H * P].view(B, H, P, K + self.S)
-        return per_head[:, :, K - 1:K - 1 + self.T, :K].transpose(1, 2)
-
     def band(self, rows: Tensor) -> Tensor:
         """(M, S, W) band matrices of :meth:`kernel_rows`: ``y`` of block = band @ input window (row s
         holds the K taps of position nS+s at columns s … s+K-1)."""
@@ -371,12 +365,10 @@ def _chunk_rows(start: int, lay: _BandLayout, left: int, rows: int) -> tuple[int
     return lo, max(lo, hi), lo - first
 
 
-def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int, chunk: int,
-                  normalize: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_size: int,
+                  chunk: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """The band path's forward: ``y`` (B, T, C), and each chunk's blocked inputs and kernel rows
-    (what :func:`_band_backward` needs). ``x`` (B, T+K-1-left-right, C) gets ``padding`` zero rows;
-    ``normalize``, if given, maps each chunk of ``kernel`` to the kernels applied (e.g. logits to
-    their softmax, one cache-sized chunk at a time)."""
+    (what :func:`_band_backward` needs). ``x`` (B, T+K-1-left-right, C) gets ``padding`` zero rows."""
     B, T, H, K = kernel.shape
     y = x.new_empty(B, T, x.shape[2])
     blocked, rows = [], []
@@ -384,18 +376,15 @@ def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_siz
         lay = _band_layout(kernel.shape, x.shape[2], block_size, start, chunk)
         lo, hi, lead = _chunk_rows(start, lay, padding[0], x.shape[1])
         blocked.append(lay.to_blocks(x[:, lo:hi], offset=lead))
-        taps = kernel[:, start:start + lay.T]
-        rows.append(lay.kernel_rows(taps if normalize is None else normalize(taps)))
+        rows.append(lay.kernel_rows(kernel[:, start:start + lay.T]))
         lay.from_blocks(torch.bmm(lay.band(rows[-1]), lay.windows(blocked[-1])), y[:, start:start + lay.T])
     return y, blocked, rows
 
 
 def _band_backward(grad_out: Tensor, blocked: list[Tensor], rows: list[Tensor], kernel_shape: torch.Size,
                    x_rows: int, padding: tuple[int, int], block_size: int, chunk: int, need_x: bool,
-                   need_kernel: bool, softmax: bool = False) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients of the band path with respect to its input (B, x_rows, C) and its kernels (B, T, H, K);
-    with ``softmax``, with respect to the logits whose softmax the kernels are (computed chunk by
-    chunk from the kernels held in ``rows``)."""
+                   need_kernel: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of the band path with respect to its input (B, x_rows, C) and its kernels (B, T, H, K)."""
     B, T, H, K = kernel_shape
     grad_x = grad_out.new_empty(B, x_rows, grad_out.shape[2]) if need_x else None
     grad_kernel = grad_out.new_empty(kernel_shape) if need_kernel else None
@@ -412,13 +401,6 @@ def _band_backward(grad_out: Tensor, blocked: list[Tensor], rows: list[Tensor], 
             out[:, :whole * S].view(B, whole, S, H, K).copy_(taps[:, :whole])
             if whole < N:
                 out[:, whole * S:].copy_(taps[:, whole, :lay.T - whole * S])
-            if softmax:  # d/dlogits = w · (d/dw - Σ_k w · d/dw), w read back from the kernel rows
-                w = lay.kernels(rows[i])
-                if out.dtype in (torch.float16, torch.bfloat16):
-                    w32, g32 = w.float(), out.float()
-                    out.copy_(w32 * (g32 - (g32 * w32).sum(-1, keepdim=True)))
-                else:
-                    out.sub_((out * w).sum(-1, keepdim=True)).mul_(w)
         if need_x:  # chunks overlap by K-1 input rows, which the previous chunk wrote: add those
             lo, hi, lead = _chunk_rows(start, lay, padding[0], x_rows)
             done = min(x_rows, start - padding[0] + K - 1) if i else lo  # rows the previous chunk wrote
@@ -465,12 +447,11 @@ class _DynamicConvFunction(torch.autograd.Function):
     """A whole DynamicConv (no DropConnect) in one function: ``(x, weight, heads, padding, softmax,
     block_size, chunk)``, ``weight`` (H·K, C) the kernel-predicting linear map.
 
-    The kernel logits are one matmul over all positions; the softmax and the band convolution
-    (:class:`_BandConvFunction`) run chunk by chunk, and in the backward pass so does the
-    softmax's gradient, on each chunk's kernel gradient while it is in cache. The prediction's
-    input gradient is accumulated into the convolution's (``addmm_``), and the input is never
-    padded. Compared with the same steps as separate autograd nodes, this saves a padded copy of
-    the input and its gradient, a sum of two input gradients, and full passes over the kernels.
+    The kernel logits are one matmul over all positions, then one softmax; the band convolution
+    (:class:`_BandConvFunction`) runs chunk by chunk. The prediction's input gradient is
+    accumulated into the convolution's (``addmm_``), and the input is never padded: compared with
+    the same steps as separate autograd nodes, this saves a padded copy of the input and of its
+    gradient, and the sum of two input gradients.
     """
 
     @staticmethod
@@ -478,20 +459,23 @@ class _DynamicConvFunction(torch.autograd.Function):
                 block_size: int, chunk: int) -> Tensor:
         B, T, C = x.shape
         logits = torch.mm(x.reshape(B * T, C), weight.t()).view(B, T, heads, -1)
-        y, blocked, rows = _band_forward(x, logits, padding, block_size, chunk, _softmax_kernel if softmax else None)
-        ctx.save_for_backward(x, weight, *blocked, *rows)
-        ctx.args = logits.shape, T, padding, block_size, chunk
-        ctx.softmax = softmax
+        kernel = _softmax_kernel(logits) if softmax else logits
+        y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
+        ctx.save_for_backward(x, weight, kernel if softmax else None, *blocked, *rows)
+        ctx.args = kernel.shape, T, padding, block_size, chunk
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight, *saved = ctx.saved_tensors
+        x, weight, kernel, *saved = ctx.saved_tensors
         half = len(saved) // 2
         need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], *ctx.args, need_x, True,
-                                             softmax=ctx.softmax)
+        grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], *ctx.args, need_x, True)
+        if kernel is not None:  # through the softmax, in at least float32 like the softmax itself
+            dtype = torch.promote_types(kernel.dtype, torch.float32)
+            grad_logits = torch._softmax_backward_data(grad_logits.to(dtype), kernel.to(dtype), -1, dtype)
+            grad_logits = grad_logits.to(kernel.dtype)
         B, T, C = x.shape
         grad_logits = grad_logits.view(B * T, -1)
         if need_x:
