@@ -246,7 +246,7 @@ def main() -> None:
     cuda = torch.cuda.is_available() and args.device in ("auto", "cuda")
     repeats = args.repeats or (2 if args.quick else 5)
     lines = ["## lightconv: LightConv / DynamicConv vs SDPA attention", "",
-             "`PYTHONPATH=src python benchmarks/lightconv.py` — " + describe() + ", "
+             f"`PYTHONPATH=src python benchmarks/lightconv.py --repeats {repeats}` — " + describe() + ", "
              + _dt.date.today().isoformat() + (f". {args.note}" if args.note else "."), ""]
 
     cpu = torch.device("cpu")
