@@ -56,6 +56,7 @@ True
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -381,7 +382,7 @@ def _band_forward(x: Tensor, kernel: Tensor, padding: tuple[int, int], block_siz
     return y, blocked, rows
 
 
-def _band_backward(grad_out: Tensor, blocked: list[Tensor], rows: list[Tensor], kernel_shape: torch.Size,
+def _band_backward(grad_out: Tensor, blocked: Sequence[Tensor], rows: Sequence[Tensor], kernel_shape: torch.Size,
                    x_rows: int, padding: tuple[int, int], block_size: int, chunk: int, need_x: bool,
                    need_kernel: bool) -> tuple[Tensor | None, Tensor | None]:
     """Gradients of the band path with respect to its input (B, x_rows, C) and its kernels (B, T, H, K)."""
@@ -439,7 +440,7 @@ class _BandConvFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
         half = len(saved) // 2
-        grads = _band_backward(grad_out, list(saved[:half]), list(saved[half:]), *ctx.args, *ctx.needs_input_grad[:2])
+        grads = _band_backward(grad_out, saved[:half], saved[half:], *ctx.args, *ctx.needs_input_grad[:2])
         return (*grads, None, None, None)
 
 
@@ -663,12 +664,11 @@ class DynamicConv1d(_Convolution):
         grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         if _choose_method(self.method, x.shape[1], grad) == "unfold":
             return super()._fast(x)
-        chunk = _band_chunk(x, self.block_size)
         if (x.device.type == "cpu" and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
                 and not (self.training and self.weight_dropout > 0)):
             return _DynamicConvFunction.apply(x, weight, self.heads, self.padding, self.weight_softmax,
-                                              self.block_size, chunk)
-        return _BandConvFunction.apply(x, self.kernel(x).to(x.dtype), self.padding, self.block_size, chunk)
+                                              self.block_size, _band_chunk(x, self.block_size))
+        return dynamic_conv(x, self.kernel(x).to(x.dtype), "band", self.block_size, self.padding)
 
 
 # -- the block and the language model ----------------------------------------------------------------
