@@ -6,7 +6,9 @@ Forward + backward of one layer on (B, T, C) inputs, same C, H and K = 31, causa
 - ``LightConv conv1d``: the issue's reference form, one grouped ``F.conv1d`` on (B, C, T) with
   PyTorch's own backward (what the reference figures time);
 - ``LightConv unfold``: the same kernel through DynamicConv's unfold path (a naive unfold form);
-- ``DynamicConv``: :class:`mlmyths.models.DynamicConv1d` (kernel prediction + band path);
+- ``DynamicConv``: :class:`mlmyths.models.DynamicConv1d` as it comes (kernel prediction + the
+  native C kernels where they build, see :mod:`mlmyths.native`; else the band path);
+- ``DynamicConv band``: the same layer on its pure-PyTorch band path (``method="band"``);
 - ``SDPA``: ``Linear(C, 3C)`` QKV projection + ``F.scaled_dot_product_attention(is_causal=True)``.
 
 CPU: fp32, B=2, C=256, H=8 (the issue's reference setting). CUDA (when present): bf16
@@ -14,7 +16,8 @@ autocast, B=8, C=512, H=16, T up to 32768. Times are the fastest of ``--repeats`
 time the layers in turn (the least disturbed by other processes), memory is the peak of one call
 (CPU: resident-set growth; CUDA: max_memory_allocated), see
 :func:`mlmyths.myths.lightconv.time_and_memory`. Also measured: DynamicConv's unfold vs band
-crossover over T (which sets ``UNFOLD_MAX_T``) and its band block size (``BAND_BLOCK``).
+crossover over T against the native and band paths (which sets ``UNFOLD_MAX_T``) and its band
+block size (``BAND_BLOCK``).
 
     PYTHONPATH=src python benchmarks/lightconv.py            # writes docs/benchmarks/lightconv.md
     PYTHONPATH=src python benchmarks/lightconv.py --quick    # T <= 2048, fewer repeats, no file
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, write_section  # noqa: E402
 
 from mlmyths.models.lightconv import (  # noqa: E402
-    BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
+    BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, _native_library,
+    dynamic_conv, dynamic_conv_path,
 )
 from mlmyths.myths.lightconv import forward_backward, time_and_memory, wall_time  # noqa: E402
 
@@ -96,6 +100,8 @@ def build(name: str, C: int, H: int, K: int) -> nn.Module:
         return UnfoldLightConv(C, K, H)
     if name == "DynamicConv":
         return DynamicConv1d(C, K, H)
+    if name == "DynamicConv band":
+        return DynamicConv1d(C, K, H, method="band")
     if name == "DynamicConv kernels":
         return KernelPrediction(C, K, H)
     if name == "SDPA":
@@ -109,7 +115,8 @@ def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: in
     time every layer once in turn, so that a slow spell of a shared machine hits all of them;
     the fastest round of each layer is kept. A layer slower than ``max_seconds`` is timed once
     and left out of longer T."""
-    names = ["LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv kernels", "SDPA"]
+    names = ["LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv band",
+             "DynamicConv kernels", "SDPA"]
     stopped: set[str] = set()
     rows = []
     for T in lengths:
@@ -136,11 +143,14 @@ def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: in
 
 
 def crossover(device: torch.device, C: int, H: int, K: int, repeats: int) -> list[dict]:
-    """DynamicConv's unfold vs band paths (forward+backward, and forward only) for small T."""
+    """DynamicConv's unfold path vs its band and (where it builds) native paths for small T, forward+backward
+    and forward only."""
+    methods = ("unfold", "band", "native") if device.type == "cpu" and _native_library() is not None else (
+        "unfold", "band")
     rows = []
     for T in [1, 2, 4, 8, 16, 32, 64, 128, 256]:
         row: dict = {"T": T}
-        for method in ("unfold", "band"):
+        for method in methods:
             conv = DynamicConv1d(C, K, H, method=method).to(device)
             x = torch.randn(2, T, C, device=device, requires_grad=True)
             row[f"{method} fwd+bwd"] = time_and_memory(forward_backward(conv, x), device, repeats, reduce=min)[0] * 1e3
@@ -180,18 +190,20 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(rows: list[dict], setting: str, reference: bool) -> list[str]:
     out = [f"**{setting}** — forward+backward, ms (peak MiB):", "",
-           "| T | LightConv | LightConv conv1d | LightConv unfold | DynamicConv | of which kernel prediction "
-           "| SDPA + QKV | SDPA / LightConv | SDPA / DynamicConv | DynamicConv / LightConv "
-           "| DynamicConv / LightConv conv1d | (DynamicConv - prediction) / LightConv |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| T | LightConv | LightConv conv1d | LightConv unfold | DynamicConv | DynamicConv band "
+           "| of which kernel prediction | SDPA + QKV | SDPA / LightConv | SDPA / DynamicConv "
+           "| DynamicConv / LightConv | DynamicConv band / LightConv | DynamicConv / LightConv conv1d "
+           "| (DynamicConv - prediction) / LightConv |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{_cell(r[n])} ({_cell(r[n + ' MiB'], 1)})" if r[n] is not None else "–"
-                 for n in ("LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv kernels",
-                           "SDPA")]
+                 for n in ("LightConv", "LightConv conv1d", "LightConv unfold", "DynamicConv", "DynamicConv band",
+                           "DynamicConv kernels", "SDPA")]
         rest = (r["DynamicConv"] - r["DynamicConv kernels"]
                 if r["DynamicConv"] is not None and r["DynamicConv kernels"] is not None else None)
         out.append(f"| {r['T']} | " + " | ".join(cells) + f" | {_ratio(r['SDPA'], r['LightConv'])} | "
                    f"{_ratio(r['SDPA'], r['DynamicConv'])} | {_ratio(r['DynamicConv'], r['LightConv'])} | "
+                   f"{_ratio(r['DynamicConv band'], r['LightConv'])} | "
                    f"{_ratio(r['DynamicConv'], r['LightConv conv1d'])} | {_ratio(rest, r['LightConv'])} |")
     if reference:
         out += ["", "Issue's reference figures (2 CPU cores): " + ", ".join(
@@ -214,6 +226,10 @@ def targets(rows: list[dict]) -> list[str]:
         out.append(f"- DynamicConv / LightConv: {min(ratios):.2f}-{max(ratios):.2f}x "
                    f"({'within' if max(ratios) <= 3 else 'not within'} 3x at every T; DynamicConv also runs the "
                    "C -> H*K kernel-predicting linear layer, which LightConv does not have).")
+    band = [r["DynamicConv band"] / r["LightConv"] for r in rows if r["DynamicConv band"] and r["LightConv"]]
+    if band:
+        out.append(f"- The same on the pure-PyTorch band path (`method=\"band\"`, what runs without a C compiler): "
+                   f"{min(band):.2f}-{max(band):.2f}x ({'within' if max(band) <= 3 else 'not within'} 3x at every T).")
     ref = [r["DynamicConv"] / r["LightConv conv1d"] for r in rows if r["DynamicConv"] and r["LightConv conv1d"]]
     if ref:
         out.append(f"- DynamicConv / LightConv in the reference conv1d form (measured side by side): "
@@ -249,6 +265,7 @@ def main() -> None:
              f"`PYTHONPATH=src python benchmarks/lightconv.py --repeats {repeats}` — " + describe() + ", "
              + _dt.date.today().isoformat() + (f". {args.note}" if args.note else "."), ""]
 
+    lines += [f"`DynamicConv` on the CPU runs its {dynamic_conv_path('cpu')} path.", ""]
     cpu = torch.device("cpu")
     lengths = [256, 512, 1024, 2048] if args.quick else [256, 512, 1024, 2048, 4096, 8192, 16384]
     print(f"CPU fp32, B=2, C=256, H=8, K=31 ({torch.get_num_threads()} threads)")
@@ -258,17 +275,22 @@ def main() -> None:
     lines += targets(rows)
 
     cross = crossover(cpu, C=256, H=8, K=31, repeats=repeats)
-    def first_band(mode: str) -> int | None:  # the smallest T from which band is faster at every measured length
-        return next((r["T"] for i, r in enumerate(cross)
-                     if all(c[f"band {mode}"] < c[f"unfold {mode}"] for c in cross[i:])), None)
+    methods = [m for m in ("band", "native") if f"{m} fwd" in cross[0]]
 
-    lines += ["**DynamicConv unfold vs band** (CPU, B=2, C=256, H=8, K=31; ms): `method=\"auto\"` uses unfold up to "
-              f"`UNFOLD_MAX_T` = {UNFOLD_MAX_T} positions with gradients and `UNFOLD_MAX_T_INFERENCE` = "
-              f"{UNFOLD_MAX_T_INFERENCE} without, band beyond; measured here, band is faster from T = "
-              f"{first_band('fwd+bwd')} on (forward+backward) and from T = {first_band('fwd')} on (forward only).", "",
-              "| T | unfold fwd+bwd | band fwd+bwd | unfold fwd | band fwd |", "|---|---|---|---|---|"]
-    lines += [f"| {r['T']} | {_cell(r['unfold fwd+bwd'], 3)} | {_cell(r['band fwd+bwd'], 3)} | "
-              f"{_cell(r['unfold fwd'], 3)} | {_cell(r['band fwd'], 3)} |" for r in cross] + [""]
+    def first(method: str, mode: str) -> int | None:  # the smallest T from which `method` beats unfold at every length
+        return next((r["T"] for i, r in enumerate(cross)
+                     if all(c[f"{method} {mode}"] < c[f"unfold {mode}"] for c in cross[i:])), None)
+
+    lines += [f"**DynamicConv unfold vs {' and '.join(methods)}** (CPU, B=2, C=256, H=8, K=31; ms): `method=\"auto\"` "
+              "takes native at every T where it runs (float32 CPU); elsewhere unfold up to `UNFOLD_MAX_T` = "
+              f"{UNFOLD_MAX_T} positions with gradients and `UNFOLD_MAX_T_INFERENCE` = {UNFOLD_MAX_T_INFERENCE} "
+              "without, band beyond; measured here, " + "; ".join(
+                  f"{m} is faster from T = {first(m, 'fwd+bwd')} on (forward+backward) and from T = {first(m, 'fwd')} "
+                  "on (forward only)" for m in methods) + ".", "",
+              "| T | " + " | ".join(f"{m} {mode}" for mode in ("fwd+bwd", "fwd") for m in ("unfold", *methods)) + " |",
+              "|---|" + "---|" * (2 * (1 + len(methods)))]
+    lines += ["| " + " | ".join([str(r["T"])] + [_cell(r[f"{m} {mode}"], 3) for mode in ("fwd+bwd", "fwd")
+                                                for m in ("unfold", *methods)]) + " |" for r in cross] + [""]
     blocks = block_sizes(cpu, C=256, H=8, K=31, repeats=repeats, lengths=[1024] if args.quick else [1024, 4096])
     lines += [f"**DynamicConv band block size S** (CPU forward+backward ms; default `BAND_BLOCK` = {BAND_BLOCK}):", "",
               "| T | " + " | ".join(k for k in blocks[0] if k != "T") + " |",

@@ -408,10 +408,10 @@ def test_whole_dynamic_conv_function_gradcheck(softmax, padding):
     weight = torch.randn(3 * 5, 6, dtype=torch.float64, generator=gen, requires_grad=True)
     for block, chunk in ((4, 4), (3, 9), (4, 64), (1, 1)):
         def fn(x, w, b=block, c=chunk):
-            return _DynamicConvFunction.apply(x, w, 3, padding, softmax, b, c)
+            return _DynamicConvFunction.apply(x, w, 3, padding, softmax, "band", b, c)
         assert torch.autograd.gradcheck(fn, (x, weight))
     # only the weight needs a gradient (the input is data)
-    assert torch.autograd.gradcheck(lambda w: _DynamicConvFunction.apply(x.detach(), w, 3, padding, softmax, 4, 4),
+    assert torch.autograd.gradcheck(lambda w: _DynamicConvFunction.apply(x.detach(), w, 3, padding, softmax, "band", 4, 4),
                                     (weight,))
 
 
@@ -435,3 +435,134 @@ def test_dynamic_conv_cpu_routes_agree(softmax):
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
         for a, b in zip(_grads(out, params), ref_grads):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# -- the native path (C kernels compiled on first use) -------------------------------------------------
+
+
+@pytest.fixture
+def native_kernels():
+    """The native DynamicConv kernels; skips where this machine cannot build them."""
+    from mlmyths import native
+    from mlmyths.models.lightconv import NATIVE_SOURCE, _native_library
+
+    if _native_library() is None:
+        pytest.skip(f"native DynamicConv kernels unavailable: {native.status(NATIVE_SOURCE)}")
+
+
+def _double_reference(x, kernel, padding):
+    """The reference in float64 on float32 inputs: outputs and gradients to compare float32 paths with."""
+    x64 = x.detach().double().requires_grad_()
+    k64 = kernel.detach().double().requires_grad_()
+    out = reference_conv(torch.nn.functional.pad(x64, (0, 0, *padding)), k64)
+    return out, (x64, k64)
+
+
+@pytest.mark.usefixtures("native_kernels")
+@pytest.mark.parametrize("C,H", [(16, 2), (64, 2), (32, 1), (128, 2), (12, 2), (20, 4)])  # R = 8, 32, 32, 64; 6, 5
+@pytest.mark.parametrize("T,K,padding", [(50, 7, (6, 0)), (50, 7, (3, 3)), (37, 4, (1, 2)), (3, 9, (8, 0)),
+                                         (5, 9, (4, 4)), (1, 1, (0, 0)), (20, 5, (0, 0)), (4, 6, (9, 0))])
+def test_native_conv_equals_reference(C, H, T, K, padding):
+    """The C kernels (forward, input and kernel gradients) against the float64 reference, for fixed
+    and generic head widths, causal, centered and uneven padding, kernels longer than the sequence,
+    unpadded input (x holds the padding) and more padding than x has rows."""
+    torch.manual_seed(C * T + K)
+    x_rows = T + K - 1 - sum(padding)
+    x = torch.randn(2, x_rows, C, requires_grad=True)
+    kernel = torch.randn(2, T, H, K, requires_grad=True)
+    fast = dynamic_conv(x, kernel, "native", padding=padding)
+    ref, (x64, k64) = _double_reference(x, kernel, padding)
+    torch.testing.assert_close(fast.double(), ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(_grads(fast, [x, kernel]), _grads(ref, [x64, k64])):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.usefixtures("native_kernels")
+@pytest.mark.parametrize("softmax", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_native_layer_equals_band_layer(softmax, causal):
+    """DynamicConv1d in float32 on the native path (the softmax gradient fused into the C kernel, the
+    convolution's input gradient added to the prediction's) and on the band path: outputs and all
+    gradients within 1e-5 of the largest entry of the float64 reference's (both paths measure ~4e-7)."""
+    torch.manual_seed(11)
+    conv = DynamicConv1d(64, 9, 4, causal=causal, weight_softmax=softmax, bias=True)
+    band = DynamicConv1d(64, 9, 4, causal=causal, weight_softmax=softmax, bias=True, method="band")
+    band.load_state_dict(conv.state_dict())
+    exact = DynamicConv1d(64, 9, 4, causal=causal, weight_softmax=softmax, bias=True).double()
+    exact.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 300, 64, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    ref = exact(x64, reference=True)
+    ref_all = [ref, *_grads(ref, [x64, *exact.parameters()])]
+    for layer in (conv, band):
+        out = layer(x)
+        for a, b in zip([out, *_grads(out, [x, *layer.parameters()])], ref_all):
+            torch.testing.assert_close(a.double(), b, rtol=0, atol=1e-5 * b.abs().max().item())
+
+
+@pytest.mark.usefixtures("native_kernels")
+def test_native_results_do_not_depend_on_threads_or_layout():
+    """Each output row is summed by one thread in a fixed order: one thread or several give the
+    same bits; a non-contiguous input gives what its contiguous copy gives."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 700, 32, requires_grad=True)
+    kernel = torch.softmax(torch.randn(2, 700, 4, 15), -1).requires_grad_()
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            out = dynamic_conv(x, kernel, "native", padding=(14, 0))
+            results.append((out, *_grads(out, [x, kernel])))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+    strided = x.detach().transpose(1, 2).contiguous().transpose(1, 2)  # same values, (B, C, T) memory
+    assert not strided.is_contiguous()
+    assert torch.equal(dynamic_conv(strided, kernel.detach(), "native", padding=(14, 0)), results[0][0].detach())
+
+
+@pytest.mark.usefixtures("native_kernels")
+def test_auto_takes_native_for_float32_cpu_only():
+    from mlmyths.models.lightconv import _choose_method, dynamic_conv_path
+
+    assert dynamic_conv_path().startswith("native (C kernels, built with")
+    assert dynamic_conv_path("cuda").startswith("band")
+    x32, x64 = torch.zeros(1, 100, 8), torch.zeros(1, 100, 8, dtype=torch.float64)
+    assert _choose_method("auto", 100, True, x32) == "native"
+    assert _choose_method("auto", 1, False, x32) == "native"
+    assert _choose_method("auto", 100, True, x64) == "band"
+    assert _choose_method("auto", 4, True, x64) == "unfold"
+    with pytest.raises(UserError, match="float32"):
+        DynamicConv1d(8, 3, 2, method="native").double()(x64)
+
+
+def test_without_native_kernels_the_band_path_runs(monkeypatch):
+    """With the native kernels switched off (MLMYTHS_NATIVE=0, or no compiler), "auto" takes the band
+    path and gives the reference's result; asking for "native" says why it cannot run."""
+    from mlmyths import native
+    from mlmyths.models.lightconv import NATIVE_SOURCE, _choose_method, dynamic_conv_path
+
+    monkeypatch.setenv("MLMYTHS_NATIVE", "0")
+    native.forget(NATIVE_SOURCE)
+    try:
+        x = torch.randn(2, 40, 16)
+        assert _choose_method("auto", 40, True, x) == "band"
+        assert dynamic_conv_path() == "band (batched matmuls; native kernels unavailable: disabled by MLMYTHS_NATIVE=0)"
+        conv = DynamicConv1d(16, 5, 4)
+        torch.testing.assert_close(conv(x), conv(x, reference=True), rtol=1e-5, atol=1e-5)
+        with pytest.raises(UserError, match="MLMYTHS_NATIVE"):
+            DynamicConv1d(16, 5, 4, method="native")(x)
+    finally:
+        native.forget(NATIVE_SOURCE)
+
+
+@pytest.mark.parametrize("x_shape,kernel_shape,padding", [((2, 10, 16), (2, 6, 4, 5), (1, 0)),  # rows do not fit
+                                                         ((2, 10, 15), (2, 6, 4, 5), (0, 0)),  # C not divisible by H
+                                                         ((3, 10, 16), (2, 6, 4, 5), (0, 0)),  # batch
+                                                         ((2, 10, 16), (2, 6, 20), (0, 0))])  # kernel not 4-D
+def test_dynamic_conv_rejects_shapes_that_do_not_fit(x_shape, kernel_shape, padding):
+    with pytest.raises(UserError, match="does not fit"):
+        dynamic_conv(torch.zeros(x_shape), torch.zeros(kernel_shape), padding=padding)

@@ -23,18 +23,21 @@ Implementations. :func:`reference_conv` is the definition written as a plain sum
 taps; the tests hold the fast paths to it (outputs and gradients). LightConv's fast path is
 one depthwise convolution (a channels-last ``conv2d`` straight on the (B, T, C) memory; on the
 CPU its kernel gradient is computed with matmuls, see :class:`_LightConvFunction`).
-DynamicConv has two: ``"unfold"`` gathers the K-window of every
-position (a strided view) and contracts it with the position's kernel (``K×`` the input's
-memory; fastest for a handful of positions, as in token-by-token decoding), and ``"band"``
-turns each block of ``S`` positions' kernels into a banded ``S × (S+K-1)`` matrix and
-multiplies it with the block's input window, so all the work is batched matrix products
-(one ``bmm`` over every block of every head and sequence, forward and backward; the band
-matrices are strided views of the kernels, never filled in); on the CPU long sequences go
-through in cache-sized chunks: memory linear in T. On the CPU (without DropConnect or autocast)
-a DynamicConv1d runs as one autograd function (:class:`_DynamicConvFunction`): kernel
-prediction, softmax, band convolution and their backward passes, without a padded copy of the
-input or a separate sum of its two gradients.
-``method="auto"`` takes "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
+DynamicConv has three: ``"native"`` runs C kernels (``dynamic_conv.c``, compiled for this
+machine on first use by :mod:`mlmyths.native`; float32 on the CPU) that sum each output row's K
+input rows while they sit in cache and fuse the softmax gradient into the kernel gradient;
+``"unfold"`` gathers the K-window of every position (a strided view) and contracts it with the
+position's kernel (``K×`` the input's memory; fast for a handful of positions, as in
+token-by-token decoding); and ``"band"`` turns each block of ``S`` positions' kernels into a
+banded ``S × (S+K-1)`` matrix and multiplies it with the block's input window, so all the work
+is batched matrix products (one ``bmm`` over every block of every head and sequence, forward and
+backward; the band matrices are strided views of the kernels, never filled in); on the CPU long
+sequences go through in cache-sized chunks. All three keep memory linear in T. On the CPU
+(without DropConnect or autocast) a DynamicConv1d runs as one autograd function
+(:class:`_DynamicConvFunction`): kernel prediction, softmax, native or band convolution and
+their backward passes, without a padded copy of the input or a separate sum of its two
+gradients. ``method="auto"`` takes "native" wherever it runs; elsewhere (no C compiler, other
+dtypes, CUDA) "unfold" up to :data:`UNFOLD_MAX_T` positions (training) or
 :data:`UNFOLD_MAX_T_INFERENCE` (no gradients) and "band" beyond: the crossovers measured by
 ``benchmarks/lightconv.py`` (see ``docs/benchmarks/lightconv.md``).
 
@@ -57,7 +60,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+import ctypes
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -65,13 +70,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from mlmyths import native
 from mlmyths.errors import ConfigError, UserError
 from mlmyths.models.transformer import Block, LanguageModel, xavier_linear
 
-Method = Literal["auto", "unfold", "band"]
+Method = Literal["auto", "unfold", "band", "native"]
 
-#: DynamicConv ``method="auto"`` uses "unfold" up to this many positions when gradients are
-#: needed, "band" beyond (the forward+backward crossover measured by benchmarks/lightconv.py).
+#: DynamicConv ``method="auto"`` takes "native" at every length where the C kernels run (float32 on
+#: the CPU; measured faster than unfold from T = 1 with gradients). Elsewhere it uses "unfold" up to
+#: this many positions when gradients are needed, "band" beyond (the forward+backward crossover
+#: measured by benchmarks/lightconv.py).
 UNFOLD_MAX_T = 8
 #: The same without gradients (forward-only crossover): the unfold sum has no backward to pay for.
 UNFOLD_MAX_T_INFERENCE = 64
@@ -80,6 +88,8 @@ BAND_BLOCK = 16
 #: On the CPU the band path works through chunks of about this many input elements (B · positions ·
 #: C), so that a chunk's blocked copies stay in cache (measured by benchmarks/lightconv.py).
 CHUNK_ELEMENTS = 2**19
+#: The C kernels of DynamicConv's "native" path (float32 on the CPU), built on first use by :mod:`mlmyths.native`.
+NATIVE_SOURCE = Path(__file__).with_name("dynamic_conv.c")
 
 
 def conv_padding(kernel_size: int, causal: bool) -> tuple[int, int]:
@@ -199,24 +209,39 @@ def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", bloc
     """DynamicConv fast paths; ``x_padded`` (B, T+K-1, C), ``kernel`` (B, T, H, K) -> (B, T, C).
 
     ``method``: "unfold" (K-windows as a strided view, ``K×`` memory), "band" (blocks of
-    ``block_size`` positions as banded matrices, batched matmuls) or "auto" (unfold up to
-    :data:`UNFOLD_MAX_T` positions, or :data:`UNFOLD_MAX_T_INFERENCE` without gradients; band beyond).
-    ``padding`` (left, right): zero rows around ``x_padded`` that it does not hold yet (the band
-    path reads them without making a padded copy); by default it is already padded.
+    ``block_size`` positions as banded matrices, batched matmuls), "native" (the C kernels of
+    ``dynamic_conv.c``: float32 on the CPU, where a C compiler is found) or "auto" (native where
+    it can run; elsewhere unfold up to :data:`UNFOLD_MAX_T` positions, or
+    :data:`UNFOLD_MAX_T_INFERENCE` without gradients, and band beyond). ``padding`` (left, right): zero rows around ``x_padded``
+    that it does not hold yet (band and native read them without making a padded copy); by
+    default it is already padded.
     """
+    fits = kernel.dim() == 4 and x_padded.dim() == 3 and x_padded.shape[0] == kernel.shape[0] and (
+        kernel.shape[2] > 0 and x_padded.shape[2] % kernel.shape[2] == 0
+        and x_padded.shape[1] + sum(padding) == kernel.shape[1] + kernel.shape[3] - 1)
+    if not fits:
+        raise UserError(f"dynamic_conv: x_padded (B, T+K-1, C) with {padding} padding rows does not fit kernel "
+                        f"(B, T, H, K) with C divisible by H: got {tuple(x_padded.shape)} and {tuple(kernel.shape)}")
     grad = torch.is_grad_enabled() and (x_padded.requires_grad or kernel.requires_grad)
-    method = _choose_method(method, kernel.shape[1], grad)
+    method = _choose_method(method, kernel.shape[1], grad, x_padded, kernel)
     if method == "unfold":
         return _unfold_conv(F.pad(x_padded, (0, 0, *padding)) if any(padding) else x_padded, kernel)
+    if method == "native":
+        return _NativeConvFunction.apply(x_padded, kernel, padding[0])
     return _BandConvFunction.apply(x_padded, kernel, padding, block_size, _band_chunk(x_padded, block_size))
 
 
-def _choose_method(method: str, T: int, grad: bool) -> str:
-    """The DynamicConv path for T positions (``method="auto"``: the measured crossover)."""
+def _choose_method(method: str, T: int, grad: bool, *tensors: Tensor) -> str:
+    """The DynamicConv path for T positions of ``tensors`` (``method="auto"``: the measured crossover)."""
     if method == "auto":
+        if _native_library(*tensors) is not None:
+            return "native"
         return "unfold" if T <= (UNFOLD_MAX_T if grad else UNFOLD_MAX_T_INFERENCE) else "band"
-    if method not in ("unfold", "band"):
-        raise UserError(f"unknown DynamicConv method {method!r}; choose auto, unfold or band")
+    if method not in ("unfold", "band", "native"):
+        raise UserError(f"unknown DynamicConv method {method!r}; choose auto, unfold, band or native")
+    if method == "native" and _native_library(*tensors) is None:
+        why = "it runs on float32 CPU tensors" if _native_library() is not None else native.status(NATIVE_SOURCE)
+        raise UserError(f"DynamicConv method 'native' cannot run here: {why}; use auto or band")
     return method
 
 
@@ -444,45 +469,157 @@ class _BandConvFunction(torch.autograd.Function):
         return (*grads, None, None, None)
 
 
+# -- the native path: C kernels (dynamic_conv.c) ---------------------------------------------------
+
+
+def _native_library(*tensors: Tensor) -> Any:
+    """The ctypes library of :data:`NATIVE_SOURCE`, or None where it cannot be built or cannot take
+    ``tensors``: it runs on float32 CPU tensors only."""
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return None
+    lib = native.load(NATIVE_SOURCE)
+    if lib is not None and lib.dynconv_forward.argtypes is None:  # first use: declare the C signatures
+        i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.dynconv_forward.argtypes = [ptr] * 3 + [i64] * 7 + [i32]
+        lib.dynconv_kernel_grad.argtypes = [ptr] * 4 + [i64] * 7 + [i32] * 2
+        lib.dynconv_input_grad.argtypes = [ptr] * 3 + [i64] * 7 + [i32] * 2
+        for fn in (lib.dynconv_forward, lib.dynconv_kernel_grad, lib.dynconv_input_grad):
+            fn.restype = ctypes.c_int
+    return lib
+
+
+def dynamic_conv_path(device: torch.device | str = "cpu") -> str:
+    """Which path ``method="auto"`` takes for float32 sequences beyond a few positions on ``device``,
+    and why: for reports and benchmarks, whose timings depend on it."""
+    if torch.device(device).type != "cpu":
+        return f"band (batched matmuls; the native kernels are CPU-only, this is {torch.device(device).type})"
+    if _native_library() is not None:
+        return f"native (C kernels, {native.status(NATIVE_SOURCE)})"
+    return f"band (batched matmuls; native kernels unavailable: {native.status(NATIVE_SOURCE)})"
+
+
+def _native_threads(rows: int) -> int:
+    """Threads for ``rows`` output rows: PyTorch's intra-op count, fewer for small inputs."""
+    return max(1, min(torch.get_num_threads(), rows // 64))
+
+
+def _native_forward(x: Tensor, kernel: Tensor, left: int) -> Tensor:
+    """``y`` (B, T, C) of ``x`` (B, Tx, C) read with ``left`` zero rows before it (and zeros after)."""
+    x, kernel = x.contiguous(), kernel.contiguous()
+    B, T, H, K = kernel.shape
+    y = x.new_empty(B, T, x.shape[2])
+    if y.numel():
+        _native_library().dynconv_forward(x.data_ptr(), kernel.data_ptr(), y.data_ptr(), B, x.shape[1], T,
+                                          x.shape[2], H, K, left, _native_threads(B * T))
+    return y
+
+
+def _native_kernel_grad(x: Tensor, kernel: Tensor, grad_out: Tensor, left: int, softmax: bool) -> Tensor:
+    """The kernels' gradient (B, T, H, K); with ``softmax``, through the softmax whose output ``kernel`` is
+    (the logits' gradient)."""
+    x, kernel, grad_out = x.contiguous(), kernel.contiguous(), grad_out.contiguous()
+    B, T, H, K = kernel.shape
+    grad = kernel.new_empty(kernel.shape)
+    if grad.numel():
+        _native_library().dynconv_kernel_grad(x.data_ptr(), kernel.data_ptr(), grad_out.data_ptr(), grad.data_ptr(),
+                                              B, x.shape[1], T, x.shape[2], H, K, left, int(softmax),
+                                              _native_threads(B * T))
+    return grad
+
+
+def _native_input_grad(kernel: Tensor, grad_out: Tensor, x_rows: int, left: int,
+                       out: Tensor | None = None) -> Tensor:
+    """The input's gradient (B, x_rows, C); added to ``out`` (contiguous) when it is given."""
+    kernel, grad_out = kernel.contiguous(), grad_out.contiguous()
+    B, T, H, K = kernel.shape
+    grad = grad_out.new_empty(B, x_rows, grad_out.shape[2]) if out is None else out
+    if grad.numel():
+        _native_library().dynconv_input_grad(kernel.data_ptr(), grad_out.data_ptr(), grad.data_ptr(), B, x_rows, T,
+                                             grad.shape[2], H, K, left, int(out is not None),
+                                             _native_threads(B * x_rows))
+    return grad
+
+
+class _NativeConvFunction(torch.autograd.Function):
+    """DynamicConv by the C kernels of :data:`NATIVE_SOURCE`: ``(x, kernel, left)``, ``x`` (B, Tx, C)
+    read with ``left`` zero rows before it and zeros after, ``kernel`` (B, T, H, K).
+
+    Each output row sums its K input rows head by head while they sit in cache, with the head's
+    channels as one vector loop; the input gradient gathers, for each input row, the K positions
+    whose windows hold it, so that threads never write the same row. Nothing but ``x`` and the
+    kernels is kept for the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, kernel: Tensor, left: int) -> Tensor:
+        ctx.save_for_backward(x, kernel)
+        ctx.left = left
+        return _native_forward(x, kernel, left)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, kernel = ctx.saved_tensors
+        need_x, need_kernel = ctx.needs_input_grad[:2]
+        grad_x = _native_input_grad(kernel, grad_out, x.shape[1], ctx.left) if need_x else None
+        grad_kernel = _native_kernel_grad(x, kernel, grad_out, ctx.left, softmax=False) if need_kernel else None
+        return grad_x, grad_kernel, None
+
+
 class _DynamicConvFunction(torch.autograd.Function):
     """A whole DynamicConv (no DropConnect) in one function: ``(x, weight, heads, padding, softmax,
-    block_size, chunk)``, ``weight`` (H·K, C) the kernel-predicting linear map.
+    method, block_size, chunk)``, ``weight`` (H·K, C) the kernel-predicting linear map, ``method``
+    "native" (:class:`_NativeConvFunction`'s kernels) or "band" (:class:`_BandConvFunction`'s, chunk by
+    chunk).
 
-    The kernel logits are one matmul over all positions, then one softmax; the band convolution
-    (:class:`_BandConvFunction`) runs chunk by chunk. The prediction's input gradient is
-    accumulated into the convolution's (``addmm_``), and the input is never padded: compared with
-    the same steps as separate autograd nodes, this saves a padded copy of the input and of its
-    gradient, and the sum of two input gradients.
+    The kernel logits are one matmul over all positions, then one softmax. Backward: the
+    convolution's kernel gradient, through the softmax (fused into the native kernel; one native
+    softmax gradient on the band path), then the prediction's input gradient with the
+    convolution's accumulated into it, and the weight gradient. The input is never padded:
+    compared with the same steps as separate autograd nodes, this saves a padded copy of the input
+    and of its gradient, and the sum of two input gradients.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, heads: int, padding: tuple[int, int], softmax: bool,
-                block_size: int, chunk: int) -> Tensor:
+                method: str, block_size: int, chunk: int) -> Tensor:
         B, T, C = x.shape
         logits = torch.mm(x.reshape(B * T, C), weight.t()).view(B, T, heads, -1)
         kernel = _softmax_kernel(logits) if softmax else logits
-        y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
-        ctx.save_for_backward(x, weight, kernel if softmax else None, *blocked, *rows)
-        ctx.args = kernel.shape, T, padding, block_size, chunk
+        if method == "native":
+            y, saved = _native_forward(x, kernel, padding[0]), ()
+        else:
+            y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
+            saved = (*blocked, *rows)
+        ctx.save_for_backward(x, weight, kernel, *saved)
+        ctx.args = padding, softmax, method, block_size, chunk
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, kernel, *saved = ctx.saved_tensors
-        half = len(saved) // 2
+        padding, softmax, method, block_size, chunk = ctx.args
         need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], *ctx.args, need_x, True)
-        if kernel is not None:  # through the softmax, in at least float32 like the softmax itself
-            dtype = torch.promote_types(kernel.dtype, torch.float32)
-            grad_logits = torch._softmax_backward_data(grad_logits.to(dtype), kernel.to(dtype), -1, dtype)
-            grad_logits = grad_logits.to(kernel.dtype)
         B, T, C = x.shape
-        grad_logits = grad_logits.view(B * T, -1)
-        if need_x:
-            grad_x.view(B * T, C).addmm_(grad_logits, weight)
+        if method == "native":
+            grad_logits = _native_kernel_grad(x, kernel, grad_out, padding[0], softmax).view(B * T, -1)
+            grad_x = None
+            if need_x:  # the prediction's input gradient, then the convolution's added to it
+                grad_x = _native_input_grad(kernel, grad_out, T, padding[0], out=torch.mm(grad_logits, weight).view(B, T, C))
+        else:
+            half = len(saved) // 2
+            grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], kernel.shape, T, padding,
+                                                 block_size, chunk, need_x, True)
+            if softmax:  # through the softmax, in at least float32 like the softmax itself
+                dtype = torch.promote_types(kernel.dtype, torch.float32)
+                grad_logits = torch._softmax_backward_data(grad_logits.to(dtype), kernel.to(dtype), -1, dtype)
+                grad_logits = grad_logits.to(kernel.dtype)
+            grad_logits = grad_logits.view(B * T, -1)
+            if need_x:
+                grad_x.view(B * T, C).addmm_(grad_logits, weight)
         grad_weight = grad_logits.t().mm(x.reshape(B * T, C)) if need_weight else None
-        return grad_x, grad_weight, None, None, None, None, None
+        return grad_x, grad_weight, None, None, None, None, None, None
 
 
 # -- the modules ---------------------------------------------------------------------------------
@@ -642,8 +779,8 @@ class DynamicConv1d(_Convolution):
                  weight_softmax: bool = True, weight_dropout: float = 0.0, bias: bool = False,
                  method: Method = "auto", block_size: int = BAND_BLOCK):
         super().__init__(channels, kernel_size, heads, causal, weight_softmax, weight_dropout, bias)
-        if method not in ("auto", "unfold", "band"):
-            raise ConfigError(f"DynamicConv1d: method must be auto, unfold or band, got {method!r}")
+        if method not in ("auto", "unfold", "band", "native"):
+            raise ConfigError(f"DynamicConv1d: method must be auto, unfold, band or native, got {method!r}")
         if block_size < 1:
             raise ConfigError(f"DynamicConv1d: block_size must be >= 1, got {block_size}")
         self.method, self.block_size = method, block_size
@@ -658,17 +795,18 @@ class DynamicConv1d(_Convolution):
         return dynamic_conv(x_padded, kernel.to(x_padded.dtype), self.method, self.block_size)
 
     def _fast(self, x: Tensor) -> Tensor:
-        """On the band path, no padded copy of ``x``; on the CPU without DropConnect or autocast, the
-        prediction, softmax and convolution as one :class:`_DynamicConvFunction`."""
+        """On the band and native paths, no padded copy of ``x``; on the CPU without DropConnect or
+        autocast, the prediction, softmax and convolution as one :class:`_DynamicConvFunction`."""
         weight = self.kernel_proj.weight
         grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-        if _choose_method(self.method, x.shape[1], grad) == "unfold":
+        method = _choose_method(self.method, x.shape[1], grad, x)
+        if method == "unfold":
             return super()._fast(x)
         if (x.device.type == "cpu" and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
                 and not (self.training and self.weight_dropout > 0)):
-            return _DynamicConvFunction.apply(x, weight, self.heads, self.padding, self.weight_softmax,
+            return _DynamicConvFunction.apply(x, weight, self.heads, self.padding, self.weight_softmax, method,
                                               self.block_size, _band_chunk(x, self.block_size))
-        return dynamic_conv(x, self.kernel(x).to(x.dtype), "band", self.block_size, self.padding)
+        return dynamic_conv(x, self.kernel(x).to(x.dtype), method, self.block_size, self.padding)
 
 
 # -- the block and the language model ----------------------------------------------------------------

@@ -61,7 +61,7 @@ from mlmyths import config as configs
 from mlmyths import data, plots
 from mlmyths.env import reset_peak_rss, rss_bytes
 from mlmyths.errors import DataError
-from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, receptive_field
+from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, dynamic_conv_path, receptive_field
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
 from mlmyths.myths import claim
 from mlmyths.runs import Result, RunContext, Verdict
@@ -627,6 +627,7 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         "Scaling times are single sublayers (projections included) at batch "
         f"{cfg.scaling_batch}, median of {cfg.scaling_repeats}; on a shared machine they vary from run to run. "
         "CPU peak memory is the resident-set growth during one call (an upper bound on the tensors' memory).",
+        f"DynamicConv's convolution ran on its {dynamic_conv_path(ctx.device)} path.",
         f"With {cfg.seeds} seed(s), a bpc difference of a few percent may be within seed-to-seed noise.",
         "The paper's results are on WMT/IWSLT translation and Billion Word at GPU scale; this is a CPU-scale "
         "character-level test of the same architectures.",

@@ -1,0 +1,96 @@
+"""mlmyths.native: C files compiled on first use, cached by source, compiler, flags and CPU; a clear
+reason instead of a library when it cannot be built."""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+
+import pytest
+
+from mlmyths import native
+
+needs_compiler = pytest.mark.skipif(native.compiler() is None, reason="no C compiler on this machine")
+
+SOURCE = "int add(int a, int b) { return a + b; }\n"
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "adder.c"
+    path.write_text(SOURCE)
+    yield path
+    native.forget(path)
+
+
+def _built():
+    from mlmyths.data import cache_dir
+
+    return sorted((cache_dir() / "native").glob("*"))
+
+
+@needs_compiler
+def test_compiles_loads_and_caches(source, monkeypatch):
+    lib = native.load(source)
+    assert lib is not None and lib.add(2, 3) == 5
+    assert native.status(source).startswith("built with")
+    assert native.load(source) is lib  # once per process
+    files = _built()
+    assert len(files) == 1 and files[0].name.startswith("adder-") and files[0].suffix == ".so"
+    assert "-fopenmp" in native.status(source) or native.OPTIONS[0] != ("-march=native", "-fopenmp")
+    # a new process (here: forgotten) finds the cached library and does not compile again
+    native.forget(source)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
+    again = native.load(source)
+    assert again is not None and again.add(40, 2) == 42
+    assert _built() == files
+
+
+@needs_compiler
+def test_cache_key_follows_source_and_cpu(source, monkeypatch):
+    native.load(source)
+    first = _built()
+    native.forget(source)
+    monkeypatch.setattr(native, "_cpu_identity", lambda: "some other CPU")
+    native.load(source)  # another CPU must not reuse code built for this one
+    native.forget(source)
+    source.write_text(SOURCE.replace("a + b", "a + b + 1"))
+    lib = native.load(source)
+    assert lib.add(2, 3) == 6
+    assert len(_built()) == 3 and set(first) <= set(_built())
+
+
+@needs_compiler
+def test_broken_source_gives_the_compiler_error_and_leaves_nothing(source):
+    source.write_text("int add(int a, int b) { return a + ; }\n")
+    assert native.load(source) is None
+    why = native.status(source)
+    assert "error" in why.lower() and native.compiler() in why
+    # no library and no half-written or temporary files in the cache; the refusals are remembered
+    assert _built() and all(path.suffix == ".failed" for path in _built())
+    native.forget(source)
+    assert native.load(source) is None and native.status(source) == why
+
+
+def test_disabled_by_environment(source, monkeypatch):
+    monkeypatch.setenv("MLMYTHS_NATIVE", "0")
+    assert native.load(source) is None
+    assert native.status(source) == "disabled by MLMYTHS_NATIVE=0"
+
+
+def test_missing_compiler(source, monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/cc --flag")
+    assert native.compiler() is None
+    assert native.load(source) is None
+    assert "no C compiler" in native.status(source)
+
+
+@needs_compiler
+def test_native_dynamic_conv_library_exports_its_kernels():
+    from mlmyths.models.lightconv import NATIVE_SOURCE, _native_library
+
+    lib = _native_library()
+    if lib is None:
+        pytest.skip(native.status(NATIVE_SOURCE))
+    for name in ("dynconv_forward", "dynconv_kernel_grad", "dynconv_input_grad"):
+        fn = getattr(lib, name)
+        assert fn.restype is ctypes.c_int and len(fn.argtypes) >= 11
