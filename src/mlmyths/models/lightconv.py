@@ -212,9 +212,9 @@ def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", bloc
     ``block_size`` positions as banded matrices, batched matmuls), "native" (the C kernels of
     ``dynamic_conv.c``: float32 on the CPU, where a C compiler is found) or "auto" (native where
     it can run; elsewhere unfold up to :data:`UNFOLD_MAX_T` positions, or
-    :data:`UNFOLD_MAX_T_INFERENCE` without gradients, and band beyond). ``padding`` (left, right): zero rows around ``x_padded``
-    that it does not hold yet (band and native read them without making a padded copy); by
-    default it is already padded.
+    :data:`UNFOLD_MAX_T_INFERENCE` without gradients, and band beyond). ``padding`` (left,
+    right): zero rows around ``x_padded`` that it does not hold yet (band and native read them
+    without making a padded copy); by default it is already padded.
     """
     fits = kernel.dim() == 4 and x_padded.dim() == 3 and x_padded.shape[0] == kernel.shape[0] and (
         kernel.shape[2] > 0 and x_padded.shape[2] % kernel.shape[2] == 0
