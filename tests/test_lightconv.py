@@ -566,3 +566,25 @@ def test_without_native_kernels_the_band_path_runs(monkeypatch):
 def test_dynamic_conv_rejects_shapes_that_do_not_fit(x_shape, kernel_shape, padding):
     with pytest.raises(UserError, match="does not fit"):
         dynamic_conv(torch.zeros(x_shape), torch.zeros(kernel_shape), padding=padding)
+
+
+@pytest.mark.usefixtures("native_kernels")
+def test_native_kernels_built_without_openmp(monkeypatch):
+    """Where the compiler has no OpenMP, the kernels start POSIX threads of their own: same results."""
+    from mlmyths import native
+    from mlmyths.models.lightconv import NATIVE_SOURCE
+
+    torch.manual_seed(4)
+    x = torch.randn(2, 300, 32, requires_grad=True)
+    kernel = torch.softmax(torch.randn(2, 300, 4, 7), -1).requires_grad_()
+    with_openmp = dynamic_conv(x, kernel, "native", padding=(6, 0))
+    monkeypatch.setattr(native, "OPTIONS", (("-march=native",), ()))
+    native.forget(NATIVE_SOURCE)
+    try:
+        assert "-fopenmp" not in native.status(NATIVE_SOURCE)
+        plain = dynamic_conv(x, kernel, "native", padding=(6, 0))
+        assert torch.equal(plain, with_openmp)
+        for a, b in zip(_grads(plain, [x, kernel]), _grads(with_openmp, [x, kernel])):
+            assert torch.equal(a, b)
+    finally:
+        native.forget(NATIVE_SOURCE)

@@ -32,7 +32,7 @@ typedef struct {
 INLINE void forward_row(const job *j, int64_t b, int64_t t, const int64_t R) {
     const int64_t C = j->C, H = j->H, K = j->K;
     const float *w = j->w + (b * j->T + t) * H * K;
-    const float *x = j->x + (b * j->Tx + t - j->left) * C; /* row of tap 0 (may lie before the data) */
+    const int64_t x0 = (b * j->Tx + t - j->left) * C; /* offset of tap 0's row (may lie before the data) */
     float *y = j->out + (b * j->T + t) * C;
     const int64_t k0 = MAX(0, j->left - t), k1 = MIN(K, j->Tx + j->left - t);
     for (int64_t h = 0; h < H; h++) {
@@ -40,7 +40,7 @@ INLINE void forward_row(const job *j, int64_t b, int64_t t, const int64_t R) {
         for (int64_t r = 0; r < R; r++) acc[r] = 0.f;
         for (int64_t k = k0; k < k1; k++) {
             const float wk = w[h * K + k];
-            const float *xk = x + k * C + h * R;
+            const float *xk = j->x + x0 + k * C + h * R;
             for (int64_t r = 0; r < R; r++) acc[r] += wk * xk[r];
         }
         for (int64_t r = 0; r < R; r++) y[h * R + r] = acc[r];
@@ -52,7 +52,7 @@ INLINE void forward_row(const job *j, int64_t b, int64_t t, const int64_t R) {
 INLINE void kernel_grad_row(const job *j, int64_t b, int64_t t, const int64_t R) {
     const int64_t C = j->C, H = j->H, K = j->K;
     const float *g = j->g + (b * j->T + t) * C;
-    const float *x = j->x + (b * j->Tx + t - j->left) * C;
+    const int64_t x0 = (b * j->Tx + t - j->left) * C;
     const float *p = j->w + (b * j->T + t) * H * K;
     float *out = j->out + (b * j->T + t) * H * K;
     const int64_t k0 = MAX(0, j->left - t), k1 = MIN(K, j->Tx + j->left - t);
@@ -62,7 +62,7 @@ INLINE void kernel_grad_row(const job *j, int64_t b, int64_t t, const int64_t R)
         for (int64_t k = 0; k < k0; k++) o[k] = 0.f;
         for (int64_t k = k1; k < K; k++) o[k] = 0.f;
         for (int64_t k = k0; k < k1; k++) {
-            const float *xk = x + k * C + h * R;
+            const float *xk = j->x + x0 + k * C + h * R;
             float s = 0.f;
             for (int64_t r = 0; r < R; r++) s += gh[r] * xk[r];
             o[k] = s;
@@ -81,13 +81,13 @@ INLINE void input_grad_row(const job *j, int64_t b, int64_t p, const int64_t R) 
     const int64_t C = j->C, H = j->H, K = j->K, T = j->T, HK = H * K;
     float *out = j->out + (b * j->Tx + p) * C;
     const int64_t t0 = MAX(0, p + j->left - K + 1), t1 = MIN(T - 1, p + j->left);
-    const float *w = j->w + b * T * HK + p + j->left; /* + t*(HK-1) + h*K: tap p+left-t of position t, head h */
+    const int64_t w0 = b * T * HK + p + j->left; /* + t*(HK-1) + h*K: tap p+left-t of position t, head h */
     const float *g = j->g + b * T * C;
     for (int64_t h = 0; h < H; h++) {
         float acc[R];
         for (int64_t r = 0; r < R; r++) acc[r] = j->accumulate ? out[h * R + r] : 0.f;
         for (int64_t t = t0; t <= t1; t++) {
-            const float wt = w[t * (HK - 1) + h * K];
+            const float wt = j->w[w0 + t * (HK - 1) + h * K];
             const float *gt = g + t * C + h * R;
             for (int64_t r = 0; r < R; r++) acc[r] += wt * gt[r];
         }
