@@ -94,3 +94,21 @@ def test_native_dynamic_conv_library_exports_its_kernels():
     for name in ("dynconv_forward", "dynconv_kernel_grad", "dynconv_input_grad"):
         fn = getattr(lib, name)
         assert fn.restype is ctypes.c_int and len(fn.argtypes) >= 11
+
+
+@needs_compiler
+def test_unwritable_cache_gives_a_reason_not_an_error(source, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))  # mkdir under a file fails
+    assert native.load(source) is None
+    assert "Error" in native.status(source)
+
+
+@needs_compiler
+def test_cc_may_be_a_command_with_arguments(source, monkeypatch):
+    monkeypatch.setenv("CC", f"{native.compiler()} -DOFFSET=1")
+    source.write_text("int add(int a, int b) { return a + b + OFFSET; }\n")
+    lib = native.load(source)
+    assert lib is not None and lib.add(2, 3) == 6
+    assert "-DOFFSET=1" in native.status(source)

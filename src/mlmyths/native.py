@@ -15,10 +15,12 @@ the compiler vectorize reductions; NaN and infinity keep their meaning (no ``-ff
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -40,9 +42,12 @@ _why: dict[Path, str] = {}
 
 
 def compiler() -> str | None:
-    """The C compiler to use: ``$CC`` if set (its first word), else the first of cc, gcc, clang found."""
+    """The C compiler command: ``$CC`` if set (e.g. ``ccache gcc``; its program must be found), else
+    the first of cc, gcc, clang found. None when there is none."""
     if os.environ.get("CC"):
-        return shutil.which(os.environ["CC"].split()[0])
+        words = shlex.split(os.environ["CC"])
+        program = shutil.which(words[0]) if words else None
+        return shlex.join([program, *words[1:]]) if program else None
     return next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))), None)
 
 
@@ -60,11 +65,12 @@ def _compile(cc: str, source: Path, target: Path, extra: tuple[str, ...]) -> tup
     """Compiles into a temporary file next to ``target`` and renames it into place (atomic, so that
     concurrent processes never load a half-written library). Returns None, or the error and whether
     the compiler rejected the build (as opposed to failing to run)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-    os.close(fd)
+    tmp = None
     try:
-        done = subprocess.run([cc, *FLAGS, *extra, "-o", tmp, str(source)], capture_output=True, text=True,
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+        os.close(fd)
+        done = subprocess.run([*shlex.split(cc), *FLAGS, *extra, "-o", tmp, str(source)], capture_output=True, text=True,
                               timeout=COMPILE_TIMEOUT_S)
         if done.returncode != 0:
             lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
@@ -75,7 +81,7 @@ def _compile(cc: str, source: Path, target: Path, extra: tuple[str, ...]) -> tup
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}", False
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -100,7 +106,8 @@ def _build(source: Path) -> tuple[ctypes.CDLL | None, str]:
             if failure is not None:
                 errors.append(f"{' '.join([cc, *extra])}: {failure[0]}")
                 if failure[1]:  # remembered, so that later processes go straight to a build that works
-                    failed.write_text(failure[0] + "\n")
+                    with contextlib.suppress(OSError):
+                        failed.write_text(failure[0] + "\n")
                 continue
         try:
             return ctypes.CDLL(str(target)), " ".join(["built with", cc, *extra])
