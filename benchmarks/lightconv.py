@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, write_section  # noqa: E402
 
 from mlmyths.models.lightconv import (  # noqa: E402
-    BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, _native_library,
-    dynamic_conv, dynamic_conv_path,
+    BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
+    dynamic_conv_path,
 )
 from mlmyths.myths.lightconv import forward_backward, time_and_memory, wall_time  # noqa: E402
 
@@ -145,8 +145,7 @@ def side_by_side(device: torch.device, lengths: list[int], B: int, C: int, H: in
 def crossover(device: torch.device, C: int, H: int, K: int, repeats: int) -> list[dict]:
     """DynamicConv's unfold path vs its band and (where it builds) native paths for small T, forward+backward
     and forward only."""
-    methods = ("unfold", "band", "native") if device.type == "cpu" and _native_library() is not None else (
-        "unfold", "band")
+    methods = ("unfold", "band", "native") if dynamic_conv_path(device).startswith("native") else ("unfold", "band")
     rows = []
     for T in [1, 2, 4, 8, 16, 32, 64, 128, 256]:
         row: dict = {"T": T}

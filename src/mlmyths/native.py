@@ -37,8 +37,7 @@ COMPILE_TIMEOUT_S = 120
 DISABLE_ENV = "MLMYTHS_NATIVE"
 
 _lock = threading.Lock()
-_loaded: dict[Path, ctypes.CDLL | None] = {}
-_why: dict[Path, str] = {}
+_built: dict[Path, tuple[ctypes.CDLL | None, str]] = {}  # per source: the library (or None) and how it went
 
 
 def compiler() -> str | None:
@@ -94,8 +93,9 @@ def _build(source: Path) -> tuple[ctypes.CDLL | None, str]:
     if cc is None:
         return None, "no C compiler found (set CC, or install cc, gcc or clang)"
     errors = []
+    text, cpu = source.read_text(), _cpu_identity()
     for extra in OPTIONS:  # the fastest build this compiler manages
-        key = hashlib.sha256("\0".join([source.read_text(), cc, *FLAGS, *extra, _cpu_identity()]).encode())
+        key = hashlib.sha256("\0".join([text, cc, *FLAGS, *extra, cpu]).encode())
         target = cache_dir() / "native" / f"{source.stem}-{key.hexdigest()[:20]}.so"
         failed = target.with_suffix(".failed")
         if failed.exists():  # this build failed before, for this very source, compiler and CPU
@@ -119,21 +119,22 @@ def _build(source: Path) -> tuple[ctypes.CDLL | None, str]:
 def load(source: Path) -> ctypes.CDLL | None:
     """The shared library built from the C file ``source``, compiled and cached on first use;
     None when it cannot be built here (see :func:`status`). Built once per process."""
-    source = Path(source)
-    with _lock:
-        if source not in _loaded:
-            _loaded[source], _why[source] = _build(source)
-        return _loaded[source]
+    return _load(Path(source))[0]
 
 
 def status(source: Path) -> str:
     """How :func:`load` fared with ``source``: "built with …", or why there is no library."""
-    load(source)
-    return _why[Path(source)]
+    return _load(Path(source))[1]
+
+
+def _load(source: Path) -> tuple[ctypes.CDLL | None, str]:
+    with _lock:
+        if source not in _built:
+            _built[source] = _build(source)
+        return _built[source]
 
 
 def forget(source: Path) -> None:
     """Drops this process's memory of ``source`` so that the next :func:`load` looks again (tests)."""
     with _lock:
-        _loaded.pop(Path(source), None)
-        _why.pop(Path(source), None)
+        _built.pop(Path(source), None)

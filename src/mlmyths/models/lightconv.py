@@ -585,23 +585,22 @@ class _DynamicConvFunction(torch.autograd.Function):
                 method: str, block_size: int, chunk: int) -> Tensor:
         B, T, C = x.shape
         logits = torch.mm(x.reshape(B * T, C), weight.t()).view(B, T, heads, -1)
-        kernel = logits
-        if softmax:  # in place where no upcast is needed: one buffer of B·T·H·K fewer to allocate (and fault in)
-            kernel = torch.softmax(logits, -1, out=logits) if logits.dtype == torch.float32 else _softmax_kernel(logits)
+        kernel = _softmax_kernel(logits, inplace=True) if softmax else logits
         if method == "native":
             y, saved = _native_forward(x, kernel, padding[0]), ()
         else:
             y, blocked, rows = _band_forward(x, kernel, padding, block_size, chunk)
             saved = (*blocked, *rows)
-        ctx.save_for_backward(x, weight, kernel, *saved)
-        ctx.args = padding, softmax, method, block_size, chunk
+        # the band path needs the kernels themselves only for the softmax's gradient
+        ctx.save_for_backward(x, weight, kernel if softmax or method == "native" else None, *saved)
+        ctx.args = kernel.shape, padding, softmax, method, block_size, chunk
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, kernel, *saved = ctx.saved_tensors
-        padding, softmax, method, block_size, chunk = ctx.args
+        kernel_shape, padding, softmax, method, block_size, chunk = ctx.args
         need_x, need_weight = ctx.needs_input_grad[:2]
         B, T, C = x.shape
         if method == "native":
@@ -611,7 +610,7 @@ class _DynamicConvFunction(torch.autograd.Function):
                 grad_x = _native_input_grad(kernel, grad_out, T, padding[0], out=torch.mm(grad_logits, weight).view(B, T, C))
         else:
             half = len(saved) // 2
-            grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], kernel.shape, T, padding,
+            grad_x, grad_logits = _band_backward(grad_out, saved[:half], saved[half:], kernel_shape, T, padding,
                                                  block_size, chunk, need_x, True)
             if softmax:  # through the softmax, in at least float32 like the softmax itself
                 dtype = torch.promote_types(kernel.dtype, torch.float32)
@@ -627,10 +626,14 @@ class _DynamicConvFunction(torch.autograd.Function):
 # -- the modules ---------------------------------------------------------------------------------
 
 
-def _softmax_kernel(logits: Tensor) -> Tensor:
+def _softmax_kernel(logits: Tensor, inplace: bool = False) -> Tensor:
     """Softmax over the kernel width (Eq. 3) in at least float32 (half and bfloat16 logits are
-    upcast), returned in the logits' dtype."""
-    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(logits.dtype)
+    upcast), returned in the logits' dtype; with ``inplace``, written over ``logits`` where no upcast
+    is needed (one buffer fewer to allocate and fault in)."""
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    if inplace and dtype == logits.dtype:
+        return torch.softmax(logits, dim=-1, out=logits)
+    return torch.softmax(logits, dim=-1, dtype=dtype).to(logits.dtype)
 
 
 class _Convolution(nn.Module, ABC):
