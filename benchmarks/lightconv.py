@@ -15,7 +15,7 @@ CPU: fp32, B=2, C=256, H=8 (the issue's reference setting). CUDA (when present):
 autocast, B=8, C=512, H=16, T up to 32768. Times are the fastest of ``--repeats`` rounds that
 time the layers in turn (the least disturbed by other processes), memory is the peak of one call
 (CPU: resident-set growth; CUDA: max_memory_allocated), see
-:func:`mlmyths.myths.lightconv.time_and_memory`. Also measured: DynamicConv's unfold vs band
+:func:`mlmyths.measure.time_and_memory`. Also measured: DynamicConv's unfold vs band
 crossover over T against the native and band paths (which sets ``UNFOLD_MAX_T``) and its band
 block size (``BAND_BLOCK``).
 
@@ -41,7 +41,7 @@ from mlmyths.models.lightconv import (  # noqa: E402
     BAND_BLOCK, UNFOLD_MAX_T, UNFOLD_MAX_T_INFERENCE, DynamicConv1d, LightweightConv1d, dynamic_conv,
     dynamic_conv_path,
 )
-from mlmyths.myths.lightconv import forward_backward, time_and_memory, wall_time  # noqa: E402
+from mlmyths.measure import forward_backward, time_and_memory, wall_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # the reference figures (2 CPU cores, fp32, B=2, C=256, H=8, K=31), ms

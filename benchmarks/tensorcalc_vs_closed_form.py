@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, write_section  # noqa: E402
-from mlmyths.tensorcalc import bench  # noqa: E402
+from mlmyths import hessians as bench  # noqa: E402
 
 TARGET = 1.3
 

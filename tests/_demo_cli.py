@@ -3,5 +3,5 @@ import sys
 
 from mlmyths import cli, myths
 
-myths.MYTHS["demo"] = myths.MythInfo("demo", "_demo_experiment", "A demo myth.", "Nobody, 2026", "none")
+myths.MYTHS["demo"] = myths.MythInfo("demo", "_demo_experiment", "A demo myth.", "Nobody, 2026")
 raise SystemExit(cli.main(sys.argv[1:]))

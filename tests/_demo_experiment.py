@@ -1,8 +1,8 @@
 """A tiny experiment used by the foundation tests (registered as myth id "demo").
 
-Each task trains a small MLP on digits for a few epochs with a checkpoint; the
-verdict compares mean test accuracy with a threshold. ``fail`` makes it fail after
-the first task; ``$DEMO_SLEEP_S`` makes each task pause (so a test can interrupt the run;
+Each task trains a small MLP on digits for a few epochs with a checkpoint; one claim says the
+mean test accuracy over tasks is at least 0.5 (t interval over tasks). ``fail`` makes it fail
+after the first task; ``$DEMO_SLEEP_S`` makes each task pause (so a test can interrupt the run;
 resumed runs don't pause).
 """
 from __future__ import annotations
@@ -10,41 +10,64 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from mlmyths import config as configs
 from mlmyths import data, plots
-from mlmyths.errors import DataError
+from mlmyths.claims import Claim, ClaimResult, Estimate
+from mlmyths.errors import ConfigError, DataError
 from mlmyths.models import MLP
-from mlmyths.runs import Claim, Result, RunContext, Verdict
+from mlmyths.records import Headline, Result
+from mlmyths.runs import RunContext
+from mlmyths.stats import t_interval
 from mlmyths.train import TrainConfig, fit
 
-CLAIM = Claim(myth="A demo myth.", paper="Nobody, 2026", paper_result="accuracy above 0.5")
+CLAIM = Headline(myth="A demo myth.", paper="Nobody, 2026", paper_result="accuracy above 0.5")
+
+CLAIMS = (
+    Claim("accuracy", "An MLP learns digits.", "accuracy above 0.5", "Sec. 1", statistic="mean test accuracy",
+          unit="tasks (seeds)", test="at_least", threshold=0.5, justification="the demo's own number"),
+)
 
 
 @dataclass(frozen=True)
 class Config:
-    dataset: str = "digits"  # image dataset
-    tasks: int = 2  # independent trainings
-    epochs: int = 2  # epochs per training
-    lr: float = 0.1  # SGD learning rate
-    fail: bool = False  # raise a RuntimeError after the first task
-    threshold: float = 0.5  # verdict threshold on mean test accuracy
+    dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"  #: image dataset
+    tasks: int = 2  #: independent trainings
+    epochs: int = 2  #: epochs per training
+    lr: float = 0.1  #: SGD learning rate
+    fail: bool = False  #: raise a RuntimeError after the first task
+
+    def __post_init__(self) -> None:
+        if self.tasks < 1 or self.epochs < 1:
+            raise ConfigError(f"config keys 'tasks' and 'epochs' must be >= 1, got {self.tasks}, {self.epochs}")
+        if not self.lr > 0:
+            raise ConfigError(f"config key 'lr' must be > 0, got {self.lr}")
 
 
 SCALES = {"smoke": Config(epochs=1), "small": Config(tasks=3, epochs=3), "paper": Config(tasks=5, epochs=20)}
+CALIBRATION = {"paper": {"accuracy": 0.9}, "other": {"accuracy": 0.2}}
 
 
 def config(scale: str = "small", **overrides: object) -> Config:
     return configs.select(SCALES, scale, overrides)
 
 
+def evaluate(cfg: Config, accuracies: Any) -> list[ClaimResult]:
+    mean, low, high, n = t_interval(accuracies)
+    return [CLAIMS[0].judge(Estimate(mean, low, high, n, f"t interval over {n} tasks"),
+                            reason="" if n > 1 else "one task gives no interval")]
+
+
+def simulate(cfg: Config, truth: dict[str, float], rng: np.random.Generator) -> Any:
+    return truth["accuracy"] + 0.02 * rng.standard_normal(cfg.tasks)
+
+
 def run(cfg: Config, ctx: RunContext) -> Result:
-    if cfg.dataset not in ("digits",):
-        ds = data.load(cfg.dataset)  # raises DataError when missing
-    else:
-        ds = data.load("digits")
+    ds = data.load(cfg.dataset)  # raises DataError when missing
     if ds.x_train.shape[-1] != 8:
         raise DataError("demo experiment expects 8x8 digits")
     x, y = data.to_float(ds.x_train), ds.y_train
@@ -59,7 +82,6 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         return {"accuracy": result.final("test_accuracy"), "loss": [h["train_loss"] for h in result.history],
                 "diverged_at": result.diverged_at, "weights": model.net[1].weight.detach()}
 
-
     outcomes = []
     for i in range(cfg.tasks):
         outcomes.append(ctx.task(f"train-{i}", lambda i=i: train(i)))
@@ -68,16 +90,16 @@ def run(cfg: Config, ctx: RunContext) -> Result:
         if cfg.fail:
             raise RuntimeError("demo failure after the first task")
     accs = [o["accuracy"] for o in outcomes]
-    mean = float(sum(accs) / len(accs))
     fig, ax = plots.new_figure()
     for o in outcomes:
         ax.plot(o["loss"])
     figure = ctx.save_figure(fig, "loss")
-    outcome = "refuted" if mean > cfg.threshold else "supported"
+    mean = float(np.mean(accs))
     return Result(
-        verdict=Verdict(outcome, f"mean test accuracy {mean:.3f} vs threshold {cfg.threshold}"),
+        claims=evaluate(cfg, accs),
         summary=f"{cfg.tasks} trainings, mean test accuracy {mean:.3f}.",
         metrics={"mean_accuracy": mean, "weight_sum": float(sum(float(o['weights'].sum()) for o in outcomes))},
         tables={"tasks": [{"task": i, "accuracy": a} for i, a in enumerate(accs)]},
         figures=[figure],
+        differences=["a demo: nothing to compare with"],
     )

@@ -30,17 +30,17 @@ def test_select_applies_scale_and_typed_string_overrides():
 
 def test_python_values_are_checked_too():
     assert configs.override(Cfg(), {"epochs": 5, "lr": 1, "limit": 7}) == Cfg(epochs=5, lr=1.0, limit=7)
-    with pytest.raises(ConfigError, match=r"'epochs' expects int, got 2.5"):
+    with pytest.raises(ConfigError, match=r"'epochs' expects a whole number, got 2.5"):
         configs.override(Cfg(), {"epochs": 2.5})
     with pytest.raises(ConfigError, match="'flag' expects bool"):
         configs.override(Cfg(), {"flag": 1})
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("epochs", "three", "'epochs' expects int, got 'three'"),
-    ("lr", "fast", "'lr' expects float"),
+    ("epochs", "three", "'epochs' expects a whole number, got 'three'"),
+    ("lr", "fast", "'lr' expects a finite number"),
     ("mode", "medium", "'mode' expects one of 'fast', 'slow', got 'medium'"),
-    ("depths", "8,x", "'depths' expects a comma-separated list of int"),
+    ("depths", "8,x", "'depths' expects a comma-separated list of whole numbers"),
     ("pair", "1,2,3", "'pair' expects"),
     ("flag", "maybe", "'flag' expects bool"),
 ])

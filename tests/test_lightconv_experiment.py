@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import read_results, run_cli
+from mlmyths import measure
 from mlmyths.errors import ConfigError
 from mlmyths.myths import lightconv as exp
 
@@ -103,7 +104,7 @@ def test_recall_finding_follows_the_accuracies():
 
 def test_peak_memory_sees_a_known_allocation():
     device = torch.device("cpu")
-    with exp.peak_memory(device) as measured:
+    with measure.peak_memory(device) as measured:
         block = torch.ones(10_000_000)  # 40 MB, touched
         del block
     if measured["bytes"] is None:
@@ -116,7 +117,7 @@ def test_sublayers_run_forward_backward_and_are_timed():
         module = exp.sublayer(kind, 16, 4, 7)
         x = torch.randn(1, 32, 16, requires_grad=True)
         step = exp.forward_backward(module, x)
-        seconds, _ = exp.time_and_memory(step, torch.device("cpu"), repeats=2)
+        seconds, _ = measure.time_and_memory(step, torch.device("cpu"), repeats=2)
         assert seconds > 0 and x.grad is not None and x.grad.shape == x.shape
     rows = [{"T": 1024, "model": "transformer", "time_ms": 10.0}, {"T": 1024, "model": "lightconv", "time_ms": 2.0},
             {"T": 1024, "model": "dynamicconv", "time_ms": 5.0}, {"T": 2048, "model": "lightconv", "time_ms": 4.0}]

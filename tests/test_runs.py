@@ -12,85 +12,17 @@ import torch
 
 import _demo_experiment as demo
 from mlmyths import report, runs
-from mlmyths.errors import DataError
+from mlmyths.errors import DataError, UserError
+from mlmyths.records import read_record
 
-SCHEMA_KEYS = {"schema", "myth", "run_id", "scale", "seed", "status", "verdict", "claim", "metrics", "tables",
-               "figures", "config", "env", "started", "duration_s"}
+SCHEMA_KEYS = {"schema", "myth", "run_id", "scale", "seed", "status", "verdict", "claim", "claims", "metrics",
+               "tables", "figures", "differences", "config", "env", "started", "duration_s"}
+REGISTRY = {"demo": "A demo myth.", "tensors": "TensorFlow is a tensor manipulation library."}
 
 
 def execute(tmp_path, cfg=None, **kw):
-    return runs.execute("demo", demo, cfg or demo.config("smoke"), out=tmp_path, **kw)
-
-
-# -- atomic writes -------------------------------------------------------------------------------
-
-
-def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
-    path = tmp_path / "results.json"
-    runs.atomic_write_json(path, {"v": 1})
-
-    def broken_fsync(fd):
-        raise KeyboardInterrupt  # the writer dies after writing, before the rename
-
-    monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(KeyboardInterrupt):
-        runs.atomic_write_json(path, {"v": 2, "big": list(range(1000))})
-    assert json.loads(path.read_text()) == {"v": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
-
-
-def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
-    runs.atomic_write_text(tmp_path / "index.html", "<html></html>")
-    assert (tmp_path / "index.html").stat().st_mode & 0o777 == 0o666 & ~runs._UMASK  # not mkstemp's 0600
-
-
-def test_killed_writer_never_leaves_a_partial_file(tmp_path):
-    """SIGKILL a process that rewrites a 20 MB JSON file in a loop: every read parses."""
-    path = tmp_path / "results.json"
-    runs.atomic_write_json(path, {"n": -1})
-    script = (
-        "import sys; from pathlib import Path; from mlmyths.runs import atomic_write_json\n"
-        "payload = list(range(2_000_000))\n"
-        "for n in range(10**6): atomic_write_json(Path(sys.argv[1]), {'n': n, 'payload': payload})\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
-    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], env=env)
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline and json.loads(path.read_text())["n"] < 1:
-            time.sleep(0.05)
-        time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    record = json.loads(path.read_text())  # complete JSON, old or new
-    assert record["n"] >= 1 and len(record["payload"]) == 2_000_000
-
-
-def test_jsonable_turns_nonfinite_into_null_and_numpy_into_python():
-    out = runs.jsonable({"a": float("nan"), "b": np.float32(1.5), "c": torch.tensor([1, 2]), "d": (1, np.inf)})
-    assert out == {"a": None, "b": 1.5, "c": [1, 2], "d": [1, None]}
-    json.dumps(out, allow_nan=False)
-
-
-def test_state_round_trip_keeps_arrays_and_nesting(tmp_path):
-    value = {"counts": np.arange(5, dtype=np.int64), "w": torch.ones(2, 3), "nested": [{"x": 1.5, "s": "a"}, None],
-             "nan": float("nan"), "flag": True}
-    runs.save_state(tmp_path / "s.npz", value)
-    back = runs.load_state(tmp_path / "s.npz")
-    np.testing.assert_array_equal(back["counts"], np.arange(5))
-    assert back["counts"].dtype == np.int64
-    np.testing.assert_array_equal(back["w"], np.ones((2, 3), dtype=np.float32))
-    assert back["nested"] == [{"x": 1.5, "s": "a"}, None] and back["flag"] is True and np.isnan(back["nan"])
-    with pytest.raises(TypeError, match="cannot store a value of type object"):
-        runs.save_state(tmp_path / "bad.npz", {"x": object()})
-
-
-def test_verdict_rejects_unknown_outcome_and_empty_reason():
-    with pytest.raises(ValueError, match="verdict outcome must be one of"):
-        runs.Verdict("proven", "x")
-    with pytest.raises(ValueError, match="needs a reason"):
-        runs.Verdict("refuted", " ")
+    return runs.execute("demo", demo, cfg or demo.config("smoke"), out=tmp_path, on_record=report.write_run_report,
+                        **kw)
 
 
 # -- execute -------------------------------------------------------------------------------------
@@ -102,9 +34,16 @@ def test_completed_run_writes_the_schema(tmp_path):
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(record))
     assert SCHEMA_KEYS <= set(on_disk)
-    assert on_disk["schema"] == 1 and on_disk["status"] == "completed" and on_disk["seed"] == 3
-    assert on_disk["verdict"]["outcome"] in ("refuted", "supported")
-    assert "mean test accuracy" in on_disk["verdict"]["reason"]
+    assert on_disk["schema"] == 2 and on_disk["status"] == "completed" and on_disk["seed"] == 3
+    assert read_record(run_dir / "results.json") == on_disk  # follows the shipped schema
+    # the verdict is the rule applied to the recorded claims, whatever they say
+    (claim,) = on_disk["claims"]
+    assert claim["id"] == "accuracy" and claim["test"] == "at_least" and claim["threshold"] == 0.5
+    low, high = claim["ci"]
+    expected = "reproduced" if low >= 0.5 else "contradicted" if high < 0.5 else "inconclusive"
+    assert claim["outcome"] == expected
+    assert on_disk["verdict"]["outcome"] == {"reproduced": "refuted", "contradicted": "supported",
+                                             "inconclusive": "inconclusive"}[expected]
     assert on_disk["claim"] == {"myth": "A demo myth.", "paper": "Nobody, 2026", "paper_result": "accuracy above 0.5"}
     assert set(on_disk["env"]) >= {"python", "torch", "numpy", "device", "mlmyths", "git_commit"}
     assert on_disk["figures"] == ["figures/loss.png"] and (run_dir / "figures/loss.png").stat().st_size > 1000
@@ -143,7 +82,7 @@ def test_user_error_before_any_task_leaves_no_run_directory(tmp_path):
 
 def test_interrupt_then_resume_continues_after_finished_tasks(tmp_path, monkeypatch):
     calls = []
-    original = runs.RunContext.task
+    original = runs.RunContext._run_task
 
     def interrupting_task(self, key, fn):
         if key == "train-1" and not self.resuming:
@@ -151,11 +90,12 @@ def test_interrupt_then_resume_continues_after_finished_tasks(tmp_path, monkeypa
         calls.append((key, self.resuming))
         return original(self, key, fn)
 
-    monkeypatch.setattr(runs.RunContext, "task", interrupting_task)
+    monkeypatch.setattr(runs.RunContext, "_run_task", interrupting_task)
     cfg = demo.config("smoke", tasks=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(runs.RunInterrupted) as stopped:
         execute(tmp_path, cfg, seed=1)
     run_dir = runs.find_resumable(tmp_path, "demo")
+    assert stopped.value.run_dir == run_dir
     interrupted = json.loads((run_dir / "results.json").read_text())
     assert interrupted["status"] == "interrupted" and interrupted["tasks_completed"] == ["train-0"]
     assert interrupted["verdict"] is None
@@ -173,7 +113,7 @@ def test_interrupt_then_resume_continues_after_finished_tasks(tmp_path, monkeypa
 
 
 def test_report_over_finished_interrupted_and_failed_runs(tmp_path, monkeypatch):
-    execute(tmp_path)
+    done = execute(tmp_path)
     execute(tmp_path, demo.config("smoke", fail=True))
 
     def interrupted_run(cfg, ctx):
@@ -184,10 +124,11 @@ def test_report_over_finished_interrupted_and_failed_runs(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         execute(tmp_path)
     monkeypatch.undo()
-    summary, index = report.write_summary(tmp_path)
+    summary, index, bad = report.write_summary(tmp_path, REGISTRY)
+    assert bad == []
     page = index.read_text()
     assert page.count('class="run"') == 3
-    for status in ("failed", "interrupted", "refuted" if "refuted" in page else "supported"):
+    for status in ("failed", "interrupted", done["verdict"]["outcome"]):
         assert status in page
     assert "data:image/png;base64," in page  # figures embedded: the page is self-contained
     assert "src=\"figures/" not in page
@@ -195,6 +136,17 @@ def test_report_over_finished_interrupted_and_failed_runs(tmp_path, monkeypatch)
     assert "| tensors | TensorFlow is a tensor manipulation library. | not run |" in text
     assert "RuntimeError: demo failure after the first task" in text
     assert text.count("\n---\n") == 3
+
+
+def test_schema_1_records_still_render(tmp_path):
+    old = {"schema": 1, "myth": "demo", "run_id": "r1", "scale": "small", "seed": 0, "status": "completed",
+           "verdict": {"outcome": "refuted", "reason": "an old rule said so"},
+           "claim": {"myth": "A demo myth.", "paper": "Nobody", "paper_result": "x"}, "metrics": {"acc": 0.9},
+           "tables": {}, "figures": [], "config": {}, "env": {}, "started": "2026-01-01T00:00:00", "duration_s": 1.0}
+    (tmp_path / "demo" / "r1").mkdir(parents=True)
+    (tmp_path / "demo" / "r1" / "results.json").write_text(json.dumps(old))
+    summary, index, bad = report.write_summary(tmp_path, REGISTRY)
+    assert bad == [] and "an old rule said so" in index.read_text() and "Claims" not in index.read_text()
 
 
 def test_report_renders_nulls_and_large_numbers():

@@ -9,7 +9,7 @@ import torch
 
 from mlmyths import tensorcalc as tc
 from mlmyths.errors import UserError
-from mlmyths.tensorcalc import bench
+from mlmyths import hessians as bench
 from mlmyths.tensorcalc.ir import Delta, Lin, Product
 from conftest import run_cli
 

@@ -10,7 +10,7 @@ from conftest import read_results, run_cli
 from mlmyths.errors import ConfigError
 from mlmyths.myths import tensors
 from mlmyths.runs import OUTCOMES
-from mlmyths.tensorcalc import bench
+from mlmyths import hessians as bench
 
 
 def test_smoke_run_through_cli(tmp_path):

@@ -7,11 +7,15 @@
     mlmyths derive EXPR --wrt VAR [--order K] [--var NAME=KIND ...] [--code numpy|torch|jax]
     mlmyths data list | where NAME | fetch NAME
 
-User errors print one line on stderr and exit with status 2.
+User errors print one line on stderr and exit with status 2; a failed run exits 1; Ctrl-C
+(SIGINT) or SIGTERM exit 130 after recording the run as ``interrupted`` (``--resume`` continues).
+SIGINT that arrives *ignored* (a background job, ``nohup``) stays ignored, as such a job asks;
+SIGTERM still stops it.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mlmyths {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("list", help="the seven myths and which are implemented")
+    sub.add_parser("list", help="the seven myths and their studies")
 
     r = sub.add_parser("run", help="run one experiment (or all) and write its report")
     r.add_argument("myth", help="myth id (see `mlmyths list`) or 'all'")
@@ -72,16 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _sigterm)  # from the first moment, SIGTERM is Ctrl-C
     try:
+        args = build_parser().parse_args(argv)
         return _COMMANDS[args.command](args)
     except UserError as exc:
-        sys.stderr.write(f"mlmyths: error: {exc}\n")
+        sys.stderr.write(f"mlmyths: error: {_one_line(exc)}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("mlmyths: interrupted; what finished is saved (`mlmyths run ID --resume` continues)\n")
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        if run_dir is not None:
+            sys.stderr.write(f"mlmyths: interrupted; what finished is saved in {run_dir} "
+                             "(`mlmyths run ID --resume` continues)\n")
+        else:
+            sys.stderr.write("mlmyths: interrupted\n")
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- list ------------------------------------------------------------------------------------
@@ -94,10 +114,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from mlmyths import myths
 
     table = Table(title="Seven myths of machine-learning research (Chang 2019)", show_lines=True)
-    for col in ("id", "myth", "study", "implemented"):
+    for col in ("id", "myth", "study"):
         table.add_column(col, overflow="fold")
     for info in myths.MYTHS.values():
-        table.add_row(info.id, info.myth, info.paper, "yes" if myths.implemented(info.id) else "not yet")
+        table.add_row(info.id, info.myth, info.paper)
     Console(width=140 if not sys.stdout.isatty() else None).print(table)
     return EXIT_OK
 
@@ -137,13 +157,12 @@ def _config_for(myth_id: str, module: Any, scale: str, dataset: str | None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlmyths import myths, runs
-    from mlmyths.config import from_dict
+    from mlmyths import myths, report, runs
 
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
     if args.myth == "all":
-        ids = [m for m in myths.MYTHS if myths.implemented(m)]
-        if not ids:
-            raise UserError("no myth is implemented yet; `mlmyths list` shows the plan")
+        ids = list(myths.MYTHS)
         if args.resume:
             raise UserError("--resume takes one myth id, not 'all'")
     else:
@@ -172,8 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if args.overrides or args.dataset or args.scale or args.seed is not None:
                 raise UserError("--resume continues a run with its saved config, scale and seed; "
                                 "drop --set/--dataset/--scale/--seed")
-            saved = runs.read_json(run_dir / "config.json")
-            cfg = from_dict(type(module.config(saved["scale"])), saved["config"])
+            saved = runs.load_saved_config(run_dir)
+            try:
+                cfg = module.config(saved["scale"], **saved["config"])
+            except UserError as exc:
+                raise UserError(f"cannot resume {run_dir}: its saved config is not valid ({exc})") from None
             threads = args.threads if args.threads is not None else int(saved.get("threads") or 0)
             plan.append((myth_id, module, cfg, saved["scale"], int(saved["seed"]), threads, run_dir))
         else:
@@ -182,14 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             plan.append((myth_id, module, cfg, scale, args.seed or 0, args.threads or 0, None))
 
     status = EXIT_OK
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
     for myth_id, module, cfg, scale, seed, threads, resume_dir in plan:
         echo = None if args.quiet else _echo_for(myth_id)
         try:
             record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
                                   threads=threads, resume_dir=resume_dir, echo=echo,
-                                  interactive=None if not args.quiet else False)
+                                  interactive=None if not args.quiet else False, on_record=report.write_run_report)
         except UserError as exc:
             if args.myth != "all":
                 raise
@@ -205,9 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = EXIT_FAILED
             sys.stderr.write(f"mlmyths: {myth_id} {record['status']}: {record['error']} (log: {run_dir / 'log.txt'})\n")
     if args.myth == "all":
-        from mlmyths import report
-
-        summary, index = report.write_summary(args.out)
+        summary, index, _ = report.write_summary(args.out, myths.sentences())
         print(f"report: {index}\nsummary: {summary}")
     return status
 
@@ -224,15 +242,20 @@ def _echo_for(myth_id: str) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlmyths import report
+    from mlmyths import myths, report
 
     if not args.dir.is_dir():
         raise UserError(f"runs directory {str(args.dir)!r} does not exist; run `mlmyths run ...` first")
-    runs_found = report.collect(args.dir)
-    if not runs_found:
-        raise UserError(f"no runs under {str(args.dir)!r} (expected DIR/MYTH/RUN_ID/results.json)")
-    summary, index = report.write_summary(args.dir)
-    print(f"{len(runs_found)} run(s)\nreport: {index}\nsummary: {summary}")
+    good, bad = report.collect(args.dir)
+    for path, why in bad:
+        sys.stderr.write(f"mlmyths: skipped {path}: {why}\n")
+    if not good:
+        raise UserError(f"no readable runs under {str(args.dir)!r} (expected DIR/MYTH/RUN_ID/results.json)")
+    try:
+        summary, index, _ = report.write_summary(args.dir, myths.sentences())
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {args.dir}: {exc.strerror or exc}") from None
+    print(f"{len(good)} run(s)\nreport: {index}\nsummary: {summary}")
     return EXIT_OK
 
 
@@ -250,10 +273,6 @@ def _parse_var(item: str) -> tuple[str, Any]:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    if importlib.util.find_spec("mlmyths.tensorcalc") is None:
-        raise UserError("the tensor calculus (mlmyths.tensorcalc) is not implemented yet")
     from mlmyths import tensorcalc as tc
 
     if args.order < 1:

@@ -17,6 +17,7 @@ Demo(lr=0.05, depths=(8, 32, 110))
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -93,10 +94,15 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin is tuple:
         args = typing.get_args(tp)
-        inner = _describe(args[0]) if args else "value"
+        plural = {int: "whole numbers", float: "finite numbers", str: "strings", bool: "booleans"}
+        inner = (plural.get(args[0]) or _describe(args[0])) if args else "values"
         return f"a comma-separated list of {inner}"
     if tp is type(None):
         return "none"
+    if tp is float:
+        return "a finite number"
+    if tp is int:
+        return "a whole number"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -104,7 +110,7 @@ def coerce(value: Any, tp: Any, key: str = "value") -> Any:
     """Convert ``value`` (a string from the command line, or a Python value) to type ``tp``."""
     try:
         return _coerce(value, tp)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise ConfigError(f"config key {key!r} expects {_describe(tp)}, got {value!r}") from None
 
 
@@ -158,13 +164,12 @@ def _coerce(value: Any, tp: Any) -> Any:
             return int(value.replace("_", ""))
         raise ValueError
     if tp is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            return float(value)
-        raise ValueError
+        number = float(value)
+        if not math.isfinite(number):  # nan/inf would be saved as null and break every resume
+            raise ValueError
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -172,3 +177,55 @@ def _coerce(value: Any, tp: Any) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise TypeError(f"unsupported config type {tp!r}")
+
+
+def check_types(cfg: Any) -> None:
+    """Every field of the config dataclass ``cfg`` holds a value of its annotated type: Literal
+    members, whole numbers for ``int``, finite numbers for ``float``, tuples of the element type.
+
+    Call it first in every experiment config's ``__post_init__``, so that the command line,
+    ``--set``, ``--resume`` and library callers (``Config(...)``, ``dataclasses.replace``) all meet
+    the same checks; the ranges follow it in the same ``__post_init__``.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _holds(value, hints[f.name]):
+            raise ConfigError(f"config key {f.name!r} expects {_describe(hints[f.name])}, got {value!r}")
+
+
+def _holds(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(_holds(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_holds(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_holds(v, a) for v, a in zip(value, args))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    return isinstance(tp, type) and isinstance(value, tp)
+
+
+def require(condition: bool, key: str, value: Any, expected: str) -> None:
+    """The one shape of a range check: ``ConfigError("config key 'K' must be EXPECTED, got V")``.
+
+    >>> require(3 >= 1, "epochs", 3, "at least 1")
+    """
+    if not condition:
+        raise ConfigError(f"config key {key!r} must be {expected}, got {value!r}")

@@ -1,7 +1,7 @@
-"""Devices, seeds, thread limits, this process's memory and the software environment a run records.
+"""Devices, seeds, thread limits and the software environment a run records.
 
 torch is imported lazily here, so that measuring other frameworks in a subprocess
-(``limit_threads`` in :mod:`mlmyths.tensorcalc.bench`) does not load it.
+(``limit_threads`` in :mod:`mlmyths.hessians`) does not load it.
 """
 from __future__ import annotations
 
@@ -126,24 +126,3 @@ def limit_threads(threads: int) -> Iterator[None]:
     finally:
         if torch is not None and before is not None:
             torch.set_num_threads(before)
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's peak resident set (``VmHWM``) to its current size, through
-    ``/proc/self/clear_refs`` (Linux >= 4.0); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:  # pragma: no cover - not Linux
-        return False
-
-
-def rss_bytes(field: str = "VmRSS") -> int:
-    """A memory field of ``/proc/self/status`` in bytes: ``VmRSS`` (resident set now) or ``VmHWM``
-    (its peak). OSError where there is no such file or field (not Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"no {field} in /proc/self/status")

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlmyths.errors import DataError, UserError
+from mlmyths.files import atomic_write_bytes
 
 __all__ = ["ForgettingTracker", "el2n", "el2n_scores", "select_subset", "ORDERS"]
 
@@ -321,7 +322,6 @@ class ForgettingTracker:
             arrays["losses"] = self._losses[..., : self.history].cpu().numpy()
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-        from mlmyths.runs import atomic_write_bytes  # late import: runs imports heavier modules
 
         atomic_write_bytes(path, buf.getvalue())
         return path

@@ -4,9 +4,14 @@
 (``$CC``, else ``cc``, ``gcc`` or ``clang``), for this machine's CPU (``-march=native``) and
 with OpenMP (``-fopenmp``), dropping either where the compiler refuses it (:data:`OPTIONS`;
 refusals are remembered), and caches the shared library under
-``~/.cache/mlmyths/native`` (see :func:`mlmyths.data.cache_dir`), keyed by the source, the
-compiler, the flags and the CPU, so that a cache shared between different machines never
-hands one of them code for another's instructions. When there is no compiler, compiling fails,
+``~/.cache/mlmyths/native`` (see :func:`mlmyths.files.cache_dir`), keyed by a hash of the source,
+the compiler, the flags and the CPU, so that a cache shared between different machines never
+hands one of them code for another's instructions. A library is loaded only from a directory
+that belongs to this user and that nobody else may write to (:func:`mlmyths.files.private_dir`),
+and only when its SHA-256 matches the one recorded beside it when it was built; anything else
+is rebuilt. A compiler that *rejects* a set of flags is remembered (for a week), so later
+processes go straight to a build that works; failures that may pass (a full disk, no memory, a
+timeout) are not remembered. When there is no compiler, compiling fails,
 or ``MLMYTHS_NATIVE=0`` is set, :func:`load` returns ``None`` and callers take their pure
 PyTorch path; :func:`status` says why, for reports and benchmarks.
 
@@ -23,11 +28,12 @@ import platform
 import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
+import time
 from pathlib import Path
 
-from mlmyths.data.store import cache_dir
+from mlmyths.errors import UserError
+from mlmyths.files import atomic_path, atomic_write_text, cache_dir, private_dir
 
 FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
          "-fassociative-math")
@@ -35,6 +41,10 @@ FLAGS = ("-O3", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trappin
 OPTIONS = (("-march=native", "-fopenmp"), ("-fopenmp",), ("-march=native",), ())
 COMPILE_TIMEOUT_S = 120
 DISABLE_ENV = "MLMYTHS_NATIVE"
+FAILURE_MEMORY_S = 7 * 24 * 3600  #: how long a compiler's rejection of a set of flags is remembered
+#: compiler messages of failures that may pass on their own: never remembered
+TRANSIENT = ("no space left", "cannot allocate", "out of memory", "resource temporarily", "killed", "interrupt",
+             "disk quota", "read-only file system", "timed out")
 
 _lock = threading.Lock()
 _built: dict[Path, tuple[ctypes.CDLL | None, str]] = {}  # per source: the library (or None) and how it went
@@ -62,26 +72,57 @@ def _cpu_identity() -> str:
 
 def _compile(cc: str, source: Path, target: Path, extra: tuple[str, ...]) -> tuple[str, bool] | None:
     """Compiles into a temporary file next to ``target`` and renames it into place (atomic, so that
-    concurrent processes never load a half-written library). Returns None, or the error and whether
-    the compiler rejected the build (as opposed to failing to run)."""
-    tmp = None
+    concurrent processes never load a half-written library), then records its SHA-256 beside it.
+    Returns None, or the error and whether the compiler rejected the build for good (as opposed to
+    failing to run or failing for a reason that may pass)."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
-        os.close(fd)
-        done = subprocess.run([*shlex.split(cc), *FLAGS, *extra, "-o", tmp, str(source)], capture_output=True, text=True,
-                              timeout=COMPILE_TIMEOUT_S)
-        if done.returncode != 0:
-            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-            return next((line for line in lines if "error" in line.lower()), lines[-1] if lines else
-                        f"exit status {done.returncode}"), True
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            done = subprocess.run([*shlex.split(cc), *FLAGS, *extra, "-o", str(tmp), str(source)], capture_output=True,
+                                  text=True, timeout=COMPILE_TIMEOUT_S)
+            if done.returncode != 0:
+                lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+                error = next((line for line in lines if "error" in line.lower()),
+                             lines[-1] if lines else f"exit status {done.returncode}")
+                transient = done.returncode < 0 or any(t in done.stderr.lower() for t in TRANSIENT)
+                raise _CompileFailed(error, not transient)
+            digest = _sha256(tmp)
+        atomic_write_text(_digest_path(target), digest + "\n")
         return None
+    except _CompileFailed as exc:
+        return exc.args[0], exc.args[1]
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}", False
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+class _CompileFailed(Exception):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _digest_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _verified(target: Path) -> bool:
+    """``target`` exists, is a regular file (not a link) and matches the digest recorded when it was built."""
+    try:
+        if target.is_symlink() or not target.is_file():
+            return False
+        return _digest_path(target).read_text().strip() == _sha256(target)
+    except OSError:
+        return False
+
+
+def _remembered_failure(failed: Path) -> str | None:
+    try:
+        if time.time() - failed.stat().st_mtime > FAILURE_MEMORY_S:
+            return None
+        return failed.read_text().strip()
+    except OSError:
+        return None
 
 
 def _build(source: Path) -> tuple[ctypes.CDLL | None, str]:
@@ -92,22 +133,30 @@ def _build(source: Path) -> tuple[ctypes.CDLL | None, str]:
     cc = compiler()
     if cc is None:
         return None, "no C compiler found (set CC, or install cc, gcc or clang)"
+    try:
+        directory = private_dir(cache_dir() / "native")
+    except (UserError, OSError) as exc:
+        return None, f"no safe cache for compiled kernels: {exc}"
     errors = []
     text, cpu = source.read_text(), _cpu_identity()
     for extra in OPTIONS:  # the fastest build this compiler manages
         key = hashlib.sha256("\0".join([text, cc, *FLAGS, *extra, cpu]).encode())
-        target = cache_dir() / "native" / f"{source.stem}-{key.hexdigest()[:20]}.so"
+        target = directory / f"{source.stem}-{key.hexdigest()[:20]}.so"
         failed = target.with_suffix(".failed")
-        if failed.exists():  # this build failed before, for this very source, compiler and CPU
-            errors.append(f"{' '.join([cc, *extra])}: {failed.read_text().strip()}")
+        remembered = _remembered_failure(failed)
+        if remembered is not None:  # the compiler rejected this very build before
+            errors.append(f"{' '.join([cc, *extra])}: {remembered}")
             continue
-        if not target.exists():
+        if not _verified(target):
             failure = _compile(cc, source, target, extra)
             if failure is not None:
                 errors.append(f"{' '.join([cc, *extra])}: {failure[0]}")
-                if failure[1]:  # remembered, so that later processes go straight to a build that works
+                if failure[1]:
                     with contextlib.suppress(OSError):
-                        failed.write_text(failure[0] + "\n")
+                        atomic_write_text(failed, failure[0] + "\n")
+                continue
+            if not _verified(target):
+                errors.append(f"{target}: its digest does not match the build")
                 continue
         try:
             return ctypes.CDLL(str(target)), " ".join(["built with", cc, *extra])

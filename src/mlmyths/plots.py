@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from mlmyths.files import atomic_write_bytes
+
 #: Colours by role, so that the same variant has the same colour in every figure.
 COLORS = {
     "paper": "#7f7f7f", "ours": "#1f77b4", "baseline": "#d62728", "random": "#ff7f0e",
@@ -33,7 +35,6 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: fl
 
 def save(fig: Figure, path: Path, dpi: int = 130) -> None:
     """Write ``fig`` as PNG (atomically) and free it."""
-    from mlmyths.runs import atomic_write_bytes
     import io
 
     buf = io.BytesIO()

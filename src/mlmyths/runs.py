@@ -1,214 +1,227 @@
-"""Run records: the run directory, ``results.json`` (schema 1), atomic writes, resume.
+"""Running an experiment: the run directory, its lock, the context an experiment sees, resume.
 
-``execute`` runs one experiment (a module of :mod:`mlmyths.myths`) and writes
-``DIR/MYTH/RUN_ID/``::
+``execute`` runs one experiment (a module of :mod:`mlmyths.myths`) and writes ``DIR/MYTH/RUN_ID/``::
 
-    config.json   the experiment config, scale, seed and device asked for
-    results.json  schema 1 (below), rewritten atomically at start and end
-    report.md     the run's report (see :mod:`mlmyths.report`)
+    config.json   the experiment config, scale, seed, device and threads asked for
+    results.json  the record (schema: :mod:`mlmyths.records`), rewritten atomically at start and end
+    report.md     the run's report (written by the ``on_record`` callback the caller passes)
     log.txt       everything the run logged, with tracebacks of failures
     figures/      PNG figures
     checkpoints/  finished tasks and per-epoch training state, for ``--resume``
+    .lock         while a process works in the directory: its PID and host
 
-``results.json``: ``schema, myth, run_id, scale, seed, status, verdict{outcome, reason},
-claim{myth, paper, paper_result}, summary, metrics, tables, figures, notes, config, env,
-started, duration_s, error, tasks_completed``. ``status`` is ``completed``,
-``interrupted`` (Ctrl-C or SIGTERM; ``--resume`` continues), ``failed`` (with
-``error``), or ``running`` while the process lives (a run killed hard stays
-``running``; the report shows it as not finished).
+``status`` is ``completed``, ``interrupted`` (Ctrl-C or SIGTERM; ``--resume`` continues),
+``failed`` (with ``error``), or ``running`` while the process lives (a run killed hard stays
+``running``; its lock is then stale and ``--resume`` takes it over).
 
-An experiment splits its work into *tasks* with :meth:`RunContext.task`: each task's
-value is stored when it finishes, so an interrupted run resumes after the last
-finished task, and a training task resumes from its last epoch checkpoint.
+An experiment splits its work into *tasks*: :meth:`RunContext.map` runs a wave of independent
+tasks and :meth:`RunContext.task` one. Each task's value is stored when it finishes, so an
+interrupted run resumes after the last finished task, and a training task resumes from its last
+epoch checkpoint. Every task starts with the global random generators seeded from its key, so its
+value does not depend on which tasks ran before it.
+
+The verdict is never the experiment's: :func:`mlmyths.claims.verdict` derives it from the
+judged claims the experiment returns.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import datetime as _dt
-import json
-import math
+import errno
 import os
+import random
 import re
+import shutil
 import signal
-import tempfile
+import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from mlmyths import claims as claims_mod
 from mlmyths import config as configs
 from mlmyths import env
 from mlmyths.errors import UserError
+from mlmyths.files import atomic_write_json, jsonable, load_state, read_json, save_state
 from mlmyths.progress import ProgressFactory, progress_bar
+from mlmyths.records import SCHEMA, STATUSES, Headline, RecordError, Result, errors, read_record
 
-SCHEMA = 1
-OUTCOMES = ("refuted", "supported", "inconclusive")
-STATUSES = ("running", "completed", "interrupted", "failed")
+__all__ = ["RunContext", "RunInterrupted", "RunLocked", "execute", "find_resumable", "load_saved_config", "new_run_dir",
+           "STATUSES", "interrupt_signals"]
 
 T = TypeVar("T")
 
 
-# -- what an experiment returns ------------------------------------------------------------
+class RunLocked(UserError):
+    """Another live process works in this run directory."""
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The myth, the study that tested it, and the study's headline result."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after it was recorded as ``interrupted`` in ``run_dir``."""
 
-    myth: str  #: the myth sentence
-    paper: str  #: citation of the refuting study
-    paper_result: str  #: the paper's headline result, in words and numbers
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``refuted`` (the paper's finding reproduced: the myth is false here), ``supported``
-    or ``inconclusive``, with a one-sentence reason quoting the numbers."""
-
-    outcome: str
-    reason: str
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"verdict outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if not self.reason.strip():
-            raise ValueError("a verdict needs a reason")
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
-@dataclass
-class Result:
-    """What ``run(cfg, ctx)`` returns."""
-
-    verdict: Verdict
-    summary: str  #: our measurement in a few sentences, with the numbers
-    metrics: dict[str, Any] = field(default_factory=dict)  #: name -> number (None if unavailable)
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  #: name -> rows
-    figures: list[str] = field(default_factory=list)  #: paths relative to the run directory
-    notes: list[str] = field(default_factory=list)  #: caveats, deviations from the paper
+# -- signals: Ctrl-C and SIGTERM stop the run wherever it is --------------------------------------------
 
 
-# -- atomic files ----------------------------------------------------------------------------
+class _Interrupts:
+    """Remembers that SIGINT/SIGTERM arrived. The handler raises KeyboardInterrupt where Python is;
+    a library that swallows it (e.g. inside a callback) cannot hide the signal, because every task
+    boundary checks :meth:`check` and raises again."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_interrupts = _Interrupts()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def interrupt_signals() -> Iterator[_Interrupts]:
+    """Inside the block SIGTERM behaves like Ctrl-C (KeyboardInterrupt), and both are remembered
+    for the task-boundary checks. SIGINT inherited as *ignored* (a background job, ``nohup``) stays
+    ignored: the process was started not to be stopped from the terminal; SIGTERM still stops it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield _interrupts
+        return
+    _interrupts.received = None
+    previous_term = signal.signal(signal.SIGTERM, _interrupts.handler)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupts.handler)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a normal file's permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        yield _interrupts
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+# -- the run directory and its lock ---------------------------------------------------------------------
 
 
-def jsonable(value: Any) -> Any:
-    """Plain-JSON version of ``value``: numpy/torch scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def new_run_id(seed: int) -> str:
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-s{seed}"
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+def new_run_dir(root: Path, seed: int) -> Path:
+    """A new, empty run directory under ``root``; concurrent callers never get the same one."""
+    base = Path(root) / new_run_id(seed)
+    for n in range(1, 10_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a new run directory under {root}: too many runs started this second")
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-# -- task values: JSON plus arrays, never pickle -----------------------------------------------
+class _RunLock:
+    """``run_dir/.lock`` holding ``PID HOST`` while this process works in the directory. A lock whose
+    process is gone (same host) is stale and taken over; a live one is :class:`RunLocked`."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        me = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:
+                    continue
+                pid, host = owner
+                if host == socket.gethostname() and not _pid_alive(pid):
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()  # stale: its process is gone
+                    continue
+                raise RunLocked(f"run {self.path.parent} is in use by process {pid} on {host}; wait for it to "
+                                f"finish (or stop it) before resuming") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return
+        raise RunLocked(f"could not take the lock {self.path}; try again")
+
+    def _owner(self) -> tuple[int, str] | None:
+        try:
+            words = self.path.read_text().split()
+            return int(words[0]), (words[1] if len(words) > 1 else socket.gethostname())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, IndexError):
+            return 0, socket.gethostname()  # unreadable: treat as stale (pid 0 is never alive for us)
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.held = False
 
 
-def save_state(path: Path, value: Any) -> None:
-    """Store nested dicts/lists of numbers, strings and arrays (numpy or torch) in one ``.npz``.
-
-    Tuples come back as lists and tensors as numpy arrays.
-    """
-    arrays: dict[str, np.ndarray] = {}
-
-    def encode(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            v = v.detach().cpu().numpy()
-        if isinstance(v, np.ndarray):
-            key = f"a{len(arrays)}"
-            arrays[key] = v
-            return {"__array__": key}
-        if isinstance(v, dict):
-            return {str(k): encode(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [encode(x) for x in v]
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            return {"__float__": repr(v)}
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        raise TypeError(f"cannot store a value of type {type(v).__name__} in a task result")
-
-    meta = json.dumps(encode(value), allow_nan=False)
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, __json__=np.frombuffer(meta.encode(), dtype=np.uint8), **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+def find_resumable(out: Path, myth: str) -> Path | None:
+    """The newest run of ``myth`` under ``out`` that did not complete (unreadable records skipped)."""
+    candidates = []
+    for results in Path(out, myth).glob("*/results.json"):
+        try:
+            record = read_record(results)
+        except RecordError:
+            continue
+        if record.get("status") != "completed":
+            candidates.append((record.get("started") or "", results.parent.name, results.parent))
+    return max(candidates)[2] if candidates else None
 
 
-def load_state(path: Path) -> Any:
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["__json__"]).decode())
-        arrays = {k: z[k] for k in z.files if k != "__json__"}
-
-    def decode(v: Any) -> Any:
-        if isinstance(v, dict):
-            if set(v) == {"__array__"}:
-                return arrays[v["__array__"]]
-            if set(v) == {"__float__"}:
-                return float(v["__float__"])
-            return {k: decode(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [decode(x) for x in v]
-        return v
-
-    return decode(meta)
+def load_saved_config(run_dir: Path) -> dict[str, Any]:
+    """``config.json`` of a run to resume, checked: :class:`UserError` naming the damage otherwise."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = read_json(path)
+    except FileNotFoundError:
+        raise UserError(f"cannot resume {run_dir}: its config.json is missing") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"cannot resume {run_dir}: its config.json is damaged ({type(exc).__name__})") from None
+    ok = (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and isinstance(saved.get("scale"), str)
+          and isinstance(saved.get("seed"), int) and not isinstance(saved.get("seed"), bool))
+    if not ok:
+        raise UserError(f"cannot resume {run_dir}: its config.json lacks config/scale/seed of the right types")
+    return saved
 
 
-# -- the context an experiment runs in ---------------------------------------------------------
+# -- the context an experiment runs in -------------------------------------------------------------------
 
 
 def _safe(key: str) -> str:
@@ -218,20 +231,20 @@ def _safe(key: str) -> str:
 class RunContext:
     """Everything an experiment's ``run(cfg, ctx)`` may use besides its config.
 
-    Attributes: ``run_dir``, ``figures_dir``, ``device`` (``torch.device``), ``seed``,
-    ``scale``, and ``progress`` (a factory for :mod:`mlmyths.progress`, to pass to
-    library functions such as :func:`mlmyths.train.fit`).
+    Attributes: ``run_dir``, ``figures_dir``, ``device`` (``torch.device``), ``threads`` (CPU
+    threads per process; 0: the libraries' defaults), ``seed``, ``resuming``, and ``progress`` (a
+    factory for :mod:`mlmyths.progress`, to pass to library functions such as :func:`mlmyths.train.fit`).
     """
 
-    def __init__(self, run_dir: Path, *, seed: int = 0, scale: str = "small",
-                 device: torch.device | str = "cpu", echo: Callable[[str], None] | None = None,
-                 interactive: bool | None = None, resuming: bool = False):
+    def __init__(self, run_dir: Path, *, seed: int = 0, device: torch.device | str = "cpu", threads: int = 0,
+                 echo: Callable[[str], None] | None = None, interactive: bool | None = None,
+                 resuming: bool = False):
         self.run_dir = Path(run_dir)
         self.figures_dir = self.run_dir / "figures"
         self.checkpoints_dir = self.run_dir / "checkpoints"
         self.seed = int(seed)
-        self.scale = scale
         self.device = torch.device(device)
+        self.threads = int(threads)
         self.resuming = resuming
         self._echo = echo
         self._log_lock = threading.Lock()
@@ -262,31 +275,48 @@ class RunContext:
         return env.torch_generator(self.seed, *key)
 
     # tasks and checkpoints
-    def task(self, key: str, fn: Callable[[], T]) -> T:
-        """Run ``fn()`` once per run: its value (nested dicts/lists of numbers, strings and
-        arrays) is stored, and on ``--resume`` the stored value is returned without running.
+    def map(self, tasks: Mapping[str, Callable[[], T]]) -> dict[str, T]:
+        """Run a wave of independent tasks, ``{key: fn}``, and return ``{key: value}`` in the same order.
 
-        The value returned is always the stored form (tensors become numpy arrays, tuples
-        lists), so a fresh run and a resumed one compute the same thing from it. Training
-        checkpoints created inside the task (:meth:`checkpoint_path`) are deleted once the
-        task's value is stored.
+        Each value (nested dicts/lists of numbers, strings and arrays) is stored as its task
+        finishes; on ``--resume`` stored values are returned without running. Values come back in
+        their stored form (tensors become numpy arrays, tuples lists), fresh or resumed, so both
+        compute the same thing from them. A task must not depend on another task of the same wave:
+        waves make the dependencies explicit (e.g. scoring runs, then removal runs).
         """
-        path = self.checkpoints_dir / "tasks" / f"{_safe(key)}.npz"
+        keys = list(tasks)
+        clashes = sorted({_safe(k) for k in keys if sum(_safe(o) == _safe(k) for o in keys) > 1})
+        if clashes:
+            raise ValueError(f"task keys collide after sanitizing: {clashes}")
+        return {key: self._run_task(key, tasks[key]) for key in keys}
+
+    def task(self, key: str, fn: Callable[[], T]) -> T:
+        """One task: ``map({key: fn})[key]``."""
+        return self.map({key: fn})[key]
+
+    def _task_path(self, key: str) -> Path:
+        return self.checkpoints_dir / "tasks" / f"{_safe(key)}.npz"
+
+    def _run_task(self, key: str, fn: Callable[[], T]) -> T:
+        _interrupts.check()
+        path = self._task_path(key)
         if path.exists():
             self.log(f"task {key}: done in an earlier attempt, reusing its result")
             if key not in self.tasks_completed:
                 self.tasks_completed.append(key)
-            return load_state(path)  # type: ignore[return-value]
+            return load_state(path)  # type: ignore[no-any-return]
         outer, self._task_checkpoints = self._task_checkpoints, []
         try:
+            seed_globals(self.seed_for("task", key))
             value = fn()
+            _interrupts.check()  # a signal a library swallowed still stops the run here
             save_state(path, value)
             for ckpt in self._task_checkpoints:
                 ckpt.unlink(missing_ok=True)
         finally:
             self._task_checkpoints = outer
         self.tasks_completed.append(key)
-        return load_state(path)  # type: ignore[return-value]
+        return load_state(path)  # type: ignore[no-any-return]
 
     def checkpoint_path(self, key: str) -> Path:
         """Where a long computation (e.g. ``fit(checkpoint=...)``) keeps its resumable state."""
@@ -307,92 +337,92 @@ class RunContext:
         return path.relative_to(self.run_dir).as_posix()
 
 
-# -- running an experiment ------------------------------------------------------------------------
+def seed_globals(seed: int) -> None:
+    """Seed torch's, NumPy's legacy and Python's global generators (a task's starting state)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
-def new_run_id(seed: int) -> str:
-    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-s{seed}"
+# -- running an experiment ------------------------------------------------------------------------------
 
 
-def new_run_dir(root: Path, seed: int) -> Path:
-    base = root / new_run_id(seed)
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def find_resumable(out: Path, myth: str) -> Path | None:
-    """The newest run of ``myth`` under ``out`` that did not complete."""
-    candidates = []
-    for results in (out / myth).glob("*/results.json"):
-        try:
-            record = read_json(results)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") != "completed":
-            candidates.append((record.get("started", ""), results.parent))
-    return max(candidates)[1] if candidates else None
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _claim_dict(claim: Claim) -> dict[str, str]:
-    return dataclasses.asdict(claim)
+def _filesystem_error(exc: OSError, where: Path) -> UserError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return UserError(f"cannot write the run under {where}: {reason}"
+                     + (" (choose another --out)" if exc.errno != errno.ENOSPC else " (free some space)"))
 
 
 def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, scale: str = "small",
             device: str = "auto", threads: int = 0, resume_dir: Path | None = None,
-            echo: Callable[[str], None] | None = None, interactive: bool | None = None) -> dict[str, Any]:
+            echo: Callable[[str], None] | None = None, interactive: bool | None = None,
+            on_record: Callable[[Path, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
     """Run ``experiment.run(cfg, ctx)`` and record it; returns the final results record.
 
     ``threads`` > 0 limits torch and BLAS to that many threads during the run (small models
-    train fastest on one; 0 keeps the libraries' defaults).
+    train fastest on one; 0 keeps the libraries' defaults). ``scale`` is recorded only: the
+    experiment sees nothing but ``cfg``. ``on_record(run_dir, record)`` is called after the record is
+    written at the end (the CLI renders report.md with it).
 
-    KeyboardInterrupt (and SIGTERM) record ``interrupted`` and propagate. A
-    :class:`UserError` raised before any task finished removes the new run directory
-    and propagates (nothing was computed); other exceptions record ``failed`` with the
-    error and a traceback in ``log.txt``, and the record is returned.
+    KeyboardInterrupt (and SIGTERM) record ``interrupted`` and propagate. A :class:`UserError`
+    raised before any task finished removes the new run directory and propagates (nothing was
+    computed). Other exceptions record ``failed`` with the error and a traceback in ``log.txt``,
+    and the record is returned. A filesystem that refuses the run directory is a UserError.
     """
-    from mlmyths import report
-
     torch_device = env.resolve_device(device)
     resuming = resume_dir is not None
-    run_dir = Path(resume_dir) if resuming else new_run_dir(Path(out) / myth, seed)
+    try:
+        run_dir = Path(resume_dir) if resuming else new_run_dir(Path(out) / myth, seed)
+    except OSError as exc:
+        raise _filesystem_error(exc, Path(out)) from None
+    lock = _RunLock(run_dir)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise _filesystem_error(exc, run_dir) from None
+    try:
+        return _execute_locked(myth, experiment, cfg, run_dir=run_dir, seed=seed, scale=scale, device=device,
+                               torch_device=torch_device, threads=threads, resuming=resuming, echo=echo,
+                               interactive=interactive, on_record=on_record)
+    finally:
+        lock.release()
+
+
+def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed: int, scale: str, device: str,
+                    torch_device: torch.device, threads: int, resuming: bool, echo: Callable[[str], None] | None,
+                    interactive: bool | None, on_record: Callable[[Path, dict[str, Any]], Any] | None
+                    ) -> dict[str, Any]:
     previous: dict[str, Any] = {}
     if resuming and (run_dir / "results.json").exists():
-        previous = read_json(run_dir / "results.json")
+        try:
+            previous = read_record(run_dir / "results.json")
+        except RecordError as exc:
+            raise UserError(f"cannot resume {run_dir}: its results.json is damaged ({exc})") from None
     cfg_dict = configs.to_dict(cfg)
-    atomic_write_json(run_dir / "config.json", {"myth": myth, "scale": scale, "seed": seed,
-                                                "device": device, "threads": threads, "config": cfg_dict})
-    ctx = RunContext(run_dir, seed=seed, scale=scale, device=torch_device, echo=echo,
-                     interactive=interactive, resuming=resuming)
+    headline: Headline = experiment.CLAIM
     record: dict[str, Any] = {
         "schema": SCHEMA, "myth": myth, "run_id": run_dir.name, "scale": scale, "seed": seed,
-        "status": "running", "verdict": None, "claim": _claim_dict(experiment.CLAIM),
-        "summary": None, "metrics": {}, "tables": {}, "figures": [], "notes": [],
+        "status": "running", "verdict": None, "claim": dataclasses.asdict(headline), "claims": [],
+        "summary": None, "metrics": {}, "tables": {}, "figures": [], "notes": [], "differences": [],
         "config": cfg_dict, "env": env.capture(torch_device),
-        "started": previous.get("started") or _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "started": previous.get("started") or _now(),
         "duration_s": float(previous.get("duration_s") or 0.0), "error": None, "tasks_completed": [],
     }
+    try:
+        atomic_write_json(run_dir / "config.json", {"myth": myth, "scale": scale, "seed": seed, "device": device,
+                                                    "threads": threads, "config": cfg_dict})
+        atomic_write_json(run_dir / "results.json", record)
+        ctx = RunContext(run_dir, seed=seed, device=torch_device, threads=threads, echo=echo,
+                         interactive=interactive, resuming=resuming)
+    except OSError as exc:
+        if not resuming:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise _filesystem_error(exc, run_dir) from None
     earlier = record["duration_s"]
-    atomic_write_json(run_dir / "results.json", record)
     ctx.log(f"{'resuming' if resuming else 'starting'} {myth} (scale={scale}, seed={seed}, "
             f"device={record['env']['device']}) in {run_dir}")
     t0 = time.perf_counter()
@@ -400,38 +430,60 @@ def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, s
     def finish(status: str, **fields: Any) -> dict[str, Any]:
         record.update(status=status, tasks_completed=list(ctx.tasks_completed),
                       duration_s=round(earlier + time.perf_counter() - t0, 3), **fields)
-        atomic_write_json(run_dir / "results.json", record)
-        report.write_run_report(run_dir, record)
+        problems = errors(jsonable(record), limit=3)
+        if problems:  # a bug in an experiment: keep the record, say so
+            ctx.log("warning: the record departs from the schema: " + "; ".join(problems))
+        try:
+            atomic_write_json(run_dir / "results.json", record)
+        except OSError as exc:
+            _log_quietly(ctx, f"could not write results.json: {exc}")
+            raise
+        if on_record is not None:
+            on_record(run_dir, record)
         return record
 
     try:
-        with _sigterm_as_interrupt(), env.limit_threads(threads):
+        with interrupt_signals(), env.limit_threads(threads):
             record["env"]["threads"] = str(torch.get_num_threads())
             result = experiment.run(cfg, ctx)
-        if not isinstance(result, Result) or not isinstance(result.verdict, Verdict):
-            raise TypeError(f"{myth}: run() must return a Result with a Verdict, got {type(result).__name__}")
+        if not isinstance(result, Result):
+            raise TypeError(f"{myth}: run() must return a mlmyths.records.Result, got {type(result).__name__}")
         missing = [f for f in result.figures if not (run_dir / f).exists()]
         if missing:
             raise FileNotFoundError(f"{myth}: figures listed but not written: {', '.join(missing)}")
+        verdict = claims_mod.verdict(result.claims)
     except KeyboardInterrupt:
         ctx.log("interrupted; `mlmyths run " + myth + " --resume` continues from the last finished task")
         finish("interrupted", error="interrupted before completion")
-        raise
+        raise RunInterrupted(run_dir) from None
     except UserError as exc:
         if not resuming and not ctx.tasks_completed:
-            import shutil
-
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             ctx.log(f"failed: {exc}")
             finish("failed", error=str(exc))
         raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # a full disk: record what can be recorded, exit 1
+            _log_quietly(ctx, "failed: " + os.strerror(exc.errno))
+            with contextlib.suppress(OSError):
+                finish("failed", error=f"OSError: {os.strerror(exc.errno)}")
+            record.update(status="failed", error=f"OSError: {os.strerror(exc.errno)}")
+            return record
+        ctx.log("failed:\n" + traceback.format_exc())
+        return finish("failed", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug or a numerical failure: record it, keep what was computed
         ctx.log("failed:\n" + traceback.format_exc())
         return finish("failed", error=f"{type(exc).__name__}: {exc}")
-    ctx.log(f"{result.verdict.outcome}: {result.verdict.reason}")
+    ctx.log(f"{verdict.outcome}: {verdict.reason}")
     return finish(
-        "completed",
-        verdict=dataclasses.asdict(result.verdict), summary=result.summary, metrics=result.metrics,
-        tables=result.tables, figures=result.figures, notes=result.notes,
+        "completed", verdict=dataclasses.asdict(verdict), claims=[c.to_dict() for c in result.claims],
+        summary=result.summary, metrics=result.metrics, tables=result.tables, figures=result.figures,
+        notes=result.notes, differences=result.differences,
     )
+
+
+def _log_quietly(ctx: RunContext, message: str) -> None:
+    """Log where the log itself may be unwritable (a full disk)."""
+    with contextlib.suppress(OSError):
+        ctx.log(message)

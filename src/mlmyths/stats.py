@@ -44,3 +44,138 @@ def clopper_pearson(k: ArrayLike, n: ArrayLike, alpha: float = 0.05) -> tuple[An
     if low.ndim == 0:
         return float(low), float(high)
     return low, high
+
+
+# -- intervals for claims (mlmyths.claims) --------------------------------------------------------
+
+
+def mean_std(values: ArrayLike) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (``ddof=1``) and count of the finite entries of ``values``.
+
+    The one convention for "mean ± std over n" everywhere in mlmyths: non-finite entries
+    (diverged runs, missing values) are left out and counted out of ``n``; the std of fewer than
+    two values is NaN (there is no spread to report), the mean of none is NaN.
+
+    >>> mean_std([1.0, 2.0, 3.0, float("nan")])
+    (2.0, 1.0, 3)
+    """
+    arr = np.asarray(values, dtype=float).ravel()
+    arr = arr[np.isfinite(arr)]
+    n = int(arr.size)
+    mean = float(arr.mean()) if n else float("nan")
+    std = float(arr.std(ddof=1)) if n > 1 else float("nan")
+    return mean, std, n
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise UserError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
+
+
+def bonferroni(confidence: float, comparisons: int) -> float:
+    """The per-comparison confidence that keeps ``comparisons`` intervals simultaneously at
+    ``confidence`` (Bonferroni: ``1 - (1 - confidence) / m``).
+
+    >>> round(bonferroni(0.95, 5), 4)
+    0.99
+    """
+    _check_confidence(confidence)
+    return 1.0 - (1.0 - confidence) / max(int(comparisons), 1)
+
+
+def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """Student-t interval for the mean of independent ``values`` (finite entries only):
+    ``(mean, low, high, n)``; NaN ends with fewer than two values.
+
+    >>> m, lo, hi, n = t_interval([1.0, 2.0, 3.0])
+    >>> round(lo, 3), round(hi, 3), n
+    (-0.484, 4.484, 3)
+    """
+    _check_confidence(confidence)
+    mean, std, n = mean_std(values)
+    if n < 2:
+        return mean, float("nan"), float("nan"), n
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def paired_t_interval(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """t interval for the mean of ``a - b`` over paired units (same seed / initialization):
+    ``(mean, low, high, n)``. Pairs with a non-finite member are left out."""
+    a_arr, b_arr = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a_arr.shape != b_arr.shape:
+        raise UserError(f"paired values need equal lengths, got {a_arr.size} and {b_arr.size}")
+    return t_interval(a_arr - b_arr, confidence)
+
+
+def crossed_mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float, int, int]:
+    """Interval for the grand mean of a ``(seeds, examples)`` table where both seeds and test
+    examples are samples (a crossed design): ``(mean, low, high, seeds, examples)``.
+
+    The variance of the grand mean is estimated as ``var(seed means)/k + var(example means)/n``
+    (each component's sample variance; slightly conservative, since each also carries the
+    interaction's share), with a t critical value on Welch-Satterthwaite degrees of freedom.
+    With one seed only the examples' term is left (the interval then ignores seed-to-seed
+    variation, and callers should say so). Typical use: per-example accuracy differences of
+    paired runs, ``values[s, i] = correct_a[s, i] - correct_b[s, i]``.
+    """
+    _check_confidence(confidence)
+    table = np.asarray(values, dtype=float)
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise UserError(f"crossed_mean_interval needs a (seeds, examples) table with >= 2 examples, "
+                        f"got shape {table.shape}")
+    k, n = table.shape
+    mean = float(table.mean())
+    col_var = float(table.mean(axis=0).var(ddof=1)) / n
+    row_var = float(table.mean(axis=1).var(ddof=1)) / k if k > 1 else 0.0
+    se2 = row_var + col_var
+    if se2 == 0.0:
+        return mean, mean, mean, k, n
+    denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
+    df = se2 ** 2 / denom if denom > 0 else float(n - 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
+    return mean, mean - half, mean + half, k, n
+
+
+def bootstrap_interval(statistic: Any, *samples: ArrayLike, confidence: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Percentile bootstrap interval of ``statistic(*samples)``, resampling the units (the
+    first axis of every sample, jointly: paired samples stay paired): ``(value, low, high)``.
+
+    ``statistic`` gets arrays with a leading resample axis ``(B, n, ...)`` and returns ``(B,)``
+    (vectorised), so ``resamples`` evaluations cost one call.
+
+    >>> x = np.arange(100.0)
+    >>> v, lo, hi = bootstrap_interval(lambda a: a.mean(axis=1), x)
+    >>> v, bool(lo < 49.5 < hi)
+    (49.5, True)
+    """
+    _check_confidence(confidence)
+    arrays = [np.asarray(s) for s in samples]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise UserError(f"bootstrap samples must have the same number of units, got {[len(a) for a in arrays]}")
+    if n < 2:
+        return float("nan"), float("nan"), float("nan")
+    value = float(np.asarray(statistic(*[a[None] for a in arrays])).ravel()[0])
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # (B, n)
+    boot = np.asarray(statistic(*[a[idx] for a in arrays]), dtype=float)  # (B,)
+    boot = boot[np.isfinite(boot)]
+    if boot.size < resamples // 2:
+        return value, float("nan"), float("nan")
+    alpha = 1.0 - confidence
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return value, float(low), float(high)
+
+
+def simultaneous_min(values: ArrayLike, lows: ArrayLike, highs: ArrayLike) -> tuple[float, float, float]:
+    """Interval for the smallest of several true values from simultaneous intervals (e.g. made at
+    :func:`bonferroni`'s level): ``(min value, min low, min high)``.
+
+    If every interval covers its true value, the true minimum lies in ``[min lows, min highs]``;
+    so "every pair/model exceeds t" is tested as ``at_least t`` on this interval.
+    """
+    v, lo, hi = (np.asarray(a, dtype=float).ravel() for a in (values, lows, highs))
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    return float(v.min()), float(lo.min()), float(hi.min())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlmyths.errors import ConfigError
+from mlmyths.files import atomic_path
 from mlmyths.progress import ProgressFactory, no_progress
 
 BatchCallback = Callable[[Tensor, Tensor, Tensor], None]
@@ -163,9 +163,8 @@ def _stateful(cb: Any) -> Any | None:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,

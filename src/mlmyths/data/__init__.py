@@ -8,8 +8,9 @@
 Image datasets load as :class:`ImageDataset`: uint8 images ``(N, C, H, W)`` and
 int64 labels with the dataset's fixed train/test split. ``permuted-NAME`` is
 NAME with one fixed permutation of pixel positions applied to every image
-(the permuted-MNIST of Toneva et al. 2019). Lookup order and downloads are
-described in :mod:`mlmyths.data.store`.
+(the permuted-MNIST of Toneva et al. 2019). ``rehearsal-NAME`` is synthetic data of NAME's
+shape and classes (:func:`rehearsal`), so a ``paper`` preset can be rehearsed on a laptop
+without the real files. Lookup order and downloads are described in :mod:`mlmyths.data.store`.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ import numpy as np
 import torch
 
 from mlmyths.data import readers, store
-from mlmyths.data.registry import DATASETS, PERMUTED_PREFIX, DatasetSpec, RemoteFile
+from mlmyths.data.registry import DATASETS, PERMUTED_PREFIX, REHEARSAL_PREFIX, DatasetSpec, RemoteFile
 from mlmyths.data.store import cache_dir, fetch, find, missing_message, search_dirs, spec
 from mlmyths.errors import DataError
 
 __all__ = [
     "DATASETS", "DatasetSpec", "RemoteFile", "ImageDataset", "load", "load_text", "find", "fetch",
     "available", "first_available", "permute_pixels", "to_float", "normalize", "dataset_names",
-    "cache_dir", "search_dirs", "missing_message", "spec",
+    "cache_dir", "search_dirs", "missing_message", "spec", "check_name", "rehearsal", "rehearsal_text", "REHEARSAL_PREFIX",
 ]
 
 
@@ -58,8 +59,29 @@ def dataset_names(kind: str | None = None) -> list[str]:
 
 
 def available(name: str) -> bool:
-    """True when ``name`` can be loaded without a download."""
-    return find(name) is not None
+    """True when ``name`` can be loaded without a download (``rehearsal-`` data always can)."""
+    return name.startswith(REHEARSAL_PREFIX) or find(name) is not None
+
+
+def check_name(name: str, kind: str = "images", *, key: str = "dataset", extra: tuple[str, ...] = ()) -> str:
+    """``name`` itself if it names a dataset of ``kind`` (with an optional ``permuted-`` or
+    ``rehearsal-`` prefix, or one of ``extra`` such as ``"auto"``); a ConfigError naming the config
+    ``key``, the value and the choices otherwise. For experiments' ``__post_init__`` checks."""
+    from mlmyths.errors import ConfigError
+
+    if name in extra:
+        return name
+    try:
+        ok = spec(name).kind == kind
+    except DataError:
+        ok = False
+    if not ok:
+        choices = ", ".join([*extra, *dataset_names(kind)])
+        prefixes = " (images may be prefixed permuted- or rehearsal-)" if kind == "images" else \
+            " (or rehearsal-NAME)"
+        what = {"images": "an image dataset", "text": "a text corpus"}.get(kind, f"a {kind} dataset")
+        raise ConfigError(f"config key {key!r}: {name!r} is not {what}; choose one of {choices}{prefixes}")
+    return name
 
 
 def first_available(candidates: tuple[str, ...] = ("fashion-mnist", "digits")) -> str:
@@ -78,6 +100,8 @@ def load(name: str) -> ImageDataset:
     if s.kind != "images":
         raise DataError(f"dataset {name!r} is not an image dataset; image datasets: "
                         f"{', '.join(dataset_names('images'))}")
+    if name.startswith(REHEARSAL_PREFIX):
+        return rehearsal(name[len(REHEARSAL_PREFIX):])
     if s.name == "digits":
         ds = _load_digits()
     else:
@@ -98,6 +122,8 @@ def load_text(name: str) -> str:
     s = spec(name)
     if s.kind != "text":
         raise DataError(f"dataset {name!r} is not a text corpus; text corpora: {', '.join(dataset_names('text'))}")
+    if name.startswith(REHEARSAL_PREFIX):
+        return rehearsal_text(s.name)
     if s.name == "python-docs":
         import sys
 
@@ -117,6 +143,49 @@ def load_text(name: str) -> str:
     assert path is not None  # fetch() guarantees it
     raw = readers.read_zipped_text(path, s.name)
     return raw.decode("latin-1")
+
+
+def rehearsal(name: str, n_train: int = 512, n_test: int = 256, seed: int = 0) -> ImageDataset:
+    """Synthetic images with the shape and classes of image dataset ``name``: class ``k`` is a
+    fixed smooth random template plus pixel noise, so a model can learn it in a few steps.
+
+    For rehearsing an experiment's ``paper`` preset on a laptop (code paths, shapes and budgets
+    of the paper's data, none of its content). Deterministic in ``seed``.
+
+    >>> ds = rehearsal("cifar10")
+    >>> tuple(ds.x_train.shape), ds.num_classes, ds.name
+    ((512, 3, 32, 32), 10, 'rehearsal-cifar10')
+    """
+    s = spec(name)
+    if s.image_shape is None:
+        raise DataError(f"dataset {name!r} has no image shape to rehearse; image datasets: "
+                        f"{', '.join(dataset_names('images'))}")
+    c, h, w = s.image_shape
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(s.num_classes, c, max(h // 4, 1), max(w // 4, 1)))  # (K, C, h/4, w/4)
+    templates = np.kron(coarse, np.ones((1, 1, 4, 4)))[:, :, :h, :w]  # (K, C, H, W), smooth
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = rng.integers(0, s.num_classes, size=n)
+        x = 128 + 40 * templates[y] + 30 * rng.normal(size=(n, c, h, w))  # (N, C, H, W)
+        return torch.from_numpy(np.clip(np.rint(x), 0, 255).astype(np.uint8)), torch.from_numpy(y.astype(np.int64))
+
+    x_train, y_train = split(n_train)
+    x_test, y_test = split(n_test)
+    return ImageDataset(REHEARSAL_PREFIX + s.name, x_train, y_train, x_test, y_test,
+                        tuple(str(k) for k in range(s.num_classes)), "synthetic (rehearsal)")
+
+
+def rehearsal_text(name: str, chars: int = 200_000, seed: int = 0) -> str:
+    """Synthetic text for rehearsing a text corpus ``name``: words drawn from a fixed random
+    vocabulary with Zipf frequencies (letters, spaces, punctuation and newlines), deterministic."""
+    rng = np.random.default_rng([seed, len(name)])
+    letters = np.array(list("etaoinshrdlucmfwypvbgkjqxz"))
+    vocab = ["".join(rng.choice(letters, size=int(rng.integers(1, 9)))) for _ in range(2000)]
+    weights = 1.0 / np.arange(1, len(vocab) + 1)
+    words = rng.choice(len(vocab), size=chars // 4, p=weights / weights.sum())
+    marks = rng.choice(np.array([" ", " ", " ", " ", " ", ", ", ". ", "\n"]), size=len(words))
+    return "".join(vocab[i] + m for i, m in zip(words, marks))[:chars]
 
 
 def permute_pixels(ds: ImageDataset, seed: int = 0) -> ImageDataset:

@@ -36,6 +36,9 @@ class DatasetSpec:
     embedded: bool = False
     #: Only these files must be present locally (default: all of ``files``).
     required: tuple[str, ...] = field(default=())
+    #: Image datasets: ``(C, H, W)`` and the number of classes (what a rehearsal copy imitates).
+    image_shape: tuple[int, int, int] | None = None
+    num_classes: int = 0
 
     def required_files(self) -> tuple[RemoteFile, ...]:
         if not self.required:
@@ -167,6 +170,8 @@ DATASETS: dict[str, DatasetSpec] = {
             "images",
             "UCI handwritten digits, 8x8, 1,797 images (bundled with scikit-learn)",
             embedded=True,
+            image_shape=(1, 8, 8),
+            num_classes=10,
         ),
         DatasetSpec(
             "mnist",
@@ -177,8 +182,10 @@ DATASETS: dict[str, DatasetSpec] = {
                 _idx(_MNIST, "train-labels-idx1-ubyte", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
                 _idx(_MNIST, "t10k-images-idx3-ubyte", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
                 _idx(_MNIST, "t10k-labels-idx1-ubyte", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
-            ),
+        ),
             install_hint="run `mlmyths data fetch mnist` with network access",
+            image_shape=(1, 28, 28),
+            num_classes=10,
         ),
         DatasetSpec(
             "fashion-mnist",
@@ -189,10 +196,12 @@ DATASETS: dict[str, DatasetSpec] = {
                 _idx(_FASHION, "train-labels-idx1-ubyte", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
                 _idx(_FASHION, "t10k-images-idx3-ubyte", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
                 _idx(_FASHION, "t10k-labels-idx1-ubyte", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
-            ),
+        ),
             system_dirs=("/usr/share/datasets/fashion-mnist",),
             install_hint="on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist`; "
             "or run `mlmyths data fetch fashion-mnist` with network access",
+            image_shape=(1, 28, 28),
+            num_classes=10,
         ),
         DatasetSpec(
             "cifar10",
@@ -208,6 +217,8 @@ DATASETS: dict[str, DatasetSpec] = {
                 ),
             ),
             install_hint="run `mlmyths data fetch cifar10` with network access (163 MB)",
+            image_shape=(3, 32, 32),
+            num_classes=10,
         ),
         DatasetSpec(
             "cifar10.1",
@@ -268,3 +279,5 @@ DATASETS: dict[str, DatasetSpec] = {
 
 #: Prefix of the pixel-permuted variant of an image dataset (Toneva et al. 2019, permuted MNIST).
 PERMUTED_PREFIX = "permuted-"
+#: ``rehearsal-NAME``: synthetic data of NAME's shape (see :func:`mlmyths.data.rehearsal`)
+REHEARSAL_PREFIX = "rehearsal-"

@@ -20,24 +20,21 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from mlmyths.data.registry import DATASETS, PERMUTED_PREFIX, DatasetSpec, RemoteFile
+from mlmyths.data.registry import DATASETS, PERMUTED_PREFIX, REHEARSAL_PREFIX, DatasetSpec, RemoteFile
 from mlmyths.errors import DataError
+from mlmyths.files import atomic_path, cache_dir
 
 _CHUNK = 1 << 20
 
 
 def spec(name: str) -> DatasetSpec:
-    """The registry entry for ``name`` (a ``permuted-`` prefix is ignored)."""
-    base = name[len(PERMUTED_PREFIX):] if name.startswith(PERMUTED_PREFIX) else name
+    """The registry entry for ``name`` (a ``permuted-`` or ``rehearsal-`` prefix is ignored)."""
+    base = name
+    for prefix in (REHEARSAL_PREFIX, PERMUTED_PREFIX):
+        base = base[len(prefix):] if base.startswith(prefix) else base
     if base not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[base]
-
-
-def cache_dir() -> Path:
-    """The user cache root, ``$XDG_CACHE_HOME/mlmyths`` or ``~/.cache/mlmyths``."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "mlmyths"
 
 
 def search_dirs(name: str) -> list[tuple[str, Path]]:
@@ -124,29 +121,26 @@ def fetch(name: str, *, report: Callable[[str], None] | None = None) -> Path:
 
 
 def download(remote: RemoteFile, dest: Path, *, name: str = "") -> Path:
-    """Download ``remote`` to ``dest`` atomically, verifying size and SHA-256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
-    size = 0
+    """Download ``remote`` to ``dest`` atomically, verifying size and SHA-256 of the file itself.
+
+    The bytes go to a temporary file unique to this process (concurrent downloads of one dataset
+    never share one), which is read back and checked before it is renamed into place; a corrupt
+    or truncated download is deleted and named in the :class:`DataError`.
+    """
     try:
-        with urllib.request.urlopen(remote.url, timeout=60) as response, open(partial, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
+        with atomic_path(dest) as partial:
+            with urllib.request.urlopen(remote.url, timeout=60) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out, _CHUNK)
+            size, digest = partial.stat().st_size, sha256_of(partial)
+            if size != remote.size or digest != remote.sha256:
+                raise DataError(
+                    f"downloaded file {dest.name} from {remote.url} is corrupt or truncated: "
+                    f"{size} bytes, sha256 {digest[:16]}..., expected {remote.size} bytes, "
+                    f"sha256 {remote.sha256[:16]}...; try again"
+                )
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        partial.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
         raise DataError(missing_message(name or remote.name, f"download of {remote.url} failed: {reason}")) from None
-    if size != remote.size or digest.hexdigest() != remote.sha256:
-        partial.unlink(missing_ok=True)
-        raise DataError(
-            f"downloaded file {dest.name} from {remote.url} is corrupt or truncated: "
-            f"{size} bytes, sha256 {digest.hexdigest()[:16]}..., expected {remote.size} bytes, "
-            f"sha256 {remote.sha256[:16]}...; try again"
-        )
-    os.replace(partial, dest)
     return dest
 
 

@@ -1,24 +1,31 @@
 """The seven experiments and their registry.
 
-Every experiment module ``mlmyths.myths.<module>`` exposes the same three things:
+Every experiment module ``mlmyths.myths.<module>`` exposes the same things (checked for every
+registered myth by ``tests/test_contract.py``):
 
-- ``CLAIM``: a :class:`mlmyths.runs.Claim` (use :func:`claim` to fill in the myth and paper);
-- ``config(scale="small", **overrides)``: a frozen dataclass per scale
+- ``CLAIM``: a :class:`mlmyths.records.Headline` (use :func:`claim` to fill in the myth and paper);
+- ``CLAIMS``: the :class:`mlmyths.claims.Claim` list, declared before anything runs (docs/VERDICTS.md
+  is generated from them);
+- ``Config``, ``SCALES`` and ``config(scale="small", **overrides)``: a frozen dataclass per scale
   (``smoke``: seconds, tests and CI; ``small``: minutes on 2 CPU cores, the default;
-  ``paper``: the paper's setup, GPU and real datasets);
-- ``run(cfg, ctx) -> Result``: ``ctx`` is a :class:`mlmyths.runs.RunContext`.
+  ``paper``: the paper's setup, GPU and real datasets); every check in ``Config.__post_init__``,
+  ``auto`` choices resolved in ``config()`` so the config recorded is the config that ran;
+- ``run(cfg, ctx) -> Result``: ``ctx`` is a :class:`mlmyths.runs.RunContext`;
+- ``evaluate(cfg, measurements) -> list[ClaimResult]``: the claims judged from the raw
+  measurements (pure; ``run`` calls it), and ``simulate(cfg, truth, rng) -> measurements`` with
+  ``CALIBRATION`` (the true values of each claim's statistic on the paper's side and on the other
+  side): the calibration by simulation of :func:`mlmyths.claims.calibrate`.
 
-A myth is *implemented* when its module exists. Library code never imports from here.
+Library code never imports from here.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
 from mlmyths.errors import UserError
-from mlmyths.runs import Claim
+from mlmyths.records import Headline
 
 
 @dataclass(frozen=True)
@@ -27,7 +34,6 @@ class MythInfo:
     module: str  #: the experiment module's dotted path
     myth: str  #: the myth, as Chang (2019) words it
     paper: str  #: the study that refuted it
-    component: str  #: the reusable library component
 
 
 MYTHS: dict[str, MythInfo] = {
@@ -35,32 +41,29 @@ MYTHS: dict[str, MythInfo] = {
     for info in [
         MythInfo("tensors", f"{__name__}.tensors", "TensorFlow is a tensor manipulation library.",
                  "Laue, Mitterreiter & Giesen, Computing Higher Order Derivatives of Matrix and Tensor "
-                 "Expressions, NeurIPS 2018", "mlmyths.tensorcalc"),
+                 "Expressions, NeurIPS 2018"),
         MythInfo("dataset-bias", f"{__name__}.dataset_bias", "Image datasets are representative of real images found in the wild.",
-                 "Torralba & Efros, Unbiased Look at Dataset Bias, CVPR 2011", "mlmyths.bias"),
+                 "Torralba & Efros, Unbiased Look at Dataset Bias, CVPR 2011"),
         MythInfo("test-reuse", f"{__name__}.test_reuse", "Machine learning researchers do not use the test set for validation.",
-                 "Recht, Roelofs, Schmidt & Shankar, Do CIFAR-10 Classifiers Generalize to CIFAR-10?, 2018",
-                 "mlmyths.reuse"),
+                 "Recht, Roelofs, Schmidt & Shankar, Do CIFAR-10 Classifiers Generalize to CIFAR-10?, 2018"),
         MythInfo("forgetting", f"{__name__}.forgetting", "Every datapoint is used in training a neural network.",
                  "Toneva et al., An Empirical Study of Example Forgetting during Deep Neural Network "
-                 "Learning, ICLR 2019", "mlmyths.forgetting"),
+                 "Learning, ICLR 2019"),
         MythInfo("fixup", f"{__name__}.fixup", "We need (batch) normalization to train very deep residual networks.",
-                 "Zhang, Dauphin & Ma, Fixup Initialization: Residual Learning Without Normalization, ICLR 2019",
-                 "mlmyths.models.resnet"),
+                 "Zhang, Dauphin & Ma, Fixup Initialization: Residual Learning Without Normalization, ICLR 2019"),
         MythInfo("lightconv", f"{__name__}.lightconv", "Attention > convolution.",
                  "Wu, Fan, Baevski, Dauphin & Auli, Pay Less Attention with Lightweight and Dynamic "
-                 "Convolutions, ICLR 2019", "mlmyths.models.lightconv"),
+                 "Convolutions, ICLR 2019"),
         MythInfo("saliency", f"{__name__}.saliency", "Saliency maps are robust ways to interpret neural networks.",
-                 "Ghorbani, Abid & Zou, Interpretation of Neural Networks is Fragile, AAAI 2019",
-                 "mlmyths.saliency"),
+                 "Ghorbani, Abid & Zou, Interpretation of Neural Networks is Fragile, AAAI 2019"),
     ]
 }
 
 
-def claim(myth_id: str, paper_result: str) -> Claim:
+def claim(myth_id: str, paper_result: str) -> Headline:
     """The experiment's CLAIM: the registry's myth and paper plus the paper's headline result."""
     info = MYTHS[myth_id]
-    return Claim(myth=info.myth, paper=info.paper, paper_result=paper_result)
+    return Headline(myth=info.myth, paper=info.paper, paper_result=paper_result)
 
 
 def info(myth_id: str) -> MythInfo:
@@ -69,12 +72,11 @@ def info(myth_id: str) -> MythInfo:
     return MYTHS[myth_id]
 
 
-def implemented(myth_id: str) -> bool:
-    return importlib.util.find_spec(info(myth_id).module) is not None
-
-
 def load(myth_id: str) -> ModuleType:
-    """The experiment module for ``myth_id``; a user error if unknown or not implemented yet."""
-    if not implemented(myth_id):
-        raise UserError(f"myth {myth_id!r} is not implemented yet; `mlmyths list` shows which are")
+    """The experiment module for ``myth_id``; a user error if unknown."""
     return importlib.import_module(info(myth_id).module)
+
+
+def sentences() -> dict[str, str]:
+    """Myth id -> the myth sentence (what the report's overview needs)."""
+    return {m.id: m.myth for m in MYTHS.values()}

@@ -43,13 +43,8 @@ not enter the verdict; the summary says what it shows by the rule in :func:`reca
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
-import statistics
-import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +54,8 @@ from torch import Tensor, nn
 
 from mlmyths import config as configs
 from mlmyths import data, plots
-from mlmyths.env import reset_peak_rss, rss_bytes
 from mlmyths.errors import DataError
+from mlmyths.measure import forward_backward, time_and_memory
 from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, dynamic_conv_path, receptive_field
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
 from mlmyths.myths import claim
@@ -296,82 +291,12 @@ def train_lm(kind: str, cfg: Config, ctx: RunContext, seed: int, corpus: tuple[T
 
 # -- (b) scaling: time and peak memory ---------------------------------------------------------------------
 
-_libc: Any = None
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, float | None]]:
-    """Measure the peak memory of the enclosed code: ``out["bytes"]`` after the block.
-
-    CUDA: ``max_memory_allocated`` above what was allocated before. CPU (Linux): growth of the
-    resident set (``VmHWM`` after resetting it through ``/proc/self/clear_refs``, free heap
-    returned with ``malloc_trim`` first). ``None`` where neither is available.
-    """
-    global _libc
-    out: dict[str, float | None] = {"bytes": None}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        yield out
-        torch.cuda.synchronize(device)
-        out["bytes"] = float(torch.cuda.max_memory_allocated(device) - base)
-        return
-    base = None
-    if sys.platform.startswith("linux"):
-        try:
-            if _libc is None:
-                _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim(0)
-            base = rss_bytes("VmRSS") if reset_peak_rss() else None
-        except OSError:
-            base = None
-    yield out
-    if base is not None:
-        out["bytes"] = float(max(rss_bytes("VmHWM") - base, 0))
-
-
-def time_and_memory(fn: Callable[[], Any], device: torch.device, repeats: int, max_seconds: float = math.inf,
-                    reduce: Callable[[list[float]], float] = statistics.median) -> tuple[float, float | None]:
-    """Wall time of ``fn()`` over ``repeats`` calls after a warm-up call (their median, or
-    ``reduce``), and the peak memory of the warm-up call (see :func:`peak_memory`). A warm-up
-    longer than ``max_seconds`` is the only call, and its time is returned."""
-    with peak_memory(device) as memory:
-        first = wall_time(fn, device)
-    if first > max_seconds or repeats < 1:
-        return first, memory["bytes"]
-    return reduce([wall_time(fn, device) for _ in range(repeats)]), memory["bytes"]
-
-
-def wall_time(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds one call of ``fn()`` takes (waiting for the GPU to finish on CUDA)."""
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def sublayer(kind: str, dim: int, heads: int, kernel_size: int) -> nn.Module:
     """The token-mixing sublayer of each LM: attention (QKV, SDPA, output projection) or
     GLU projection + LightConv/DynamicConv + output projection."""
     if kind == "transformer":
         return CausalSelfAttention(dim, heads)
     return ConvMixer(dim, kernel_size, heads, conv="lightweight" if kind == "lightconv" else "dynamic")
-
-
-def forward_backward(module: nn.Module, x: Tensor) -> Callable[[], None]:
-    """A closure running one forward+backward of ``module`` on ``x`` (bf16 autocast on CUDA)."""
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else contextlib.nullcontext()
-
-    def run() -> None:
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        with amp:
-            out = module(x)
-        out.float().sum().backward()
-
-    return run
 
 
 def scaling(cfg: Config, ctx: RunContext) -> list[dict[str, Any]]:

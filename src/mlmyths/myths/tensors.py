@@ -7,7 +7,7 @@ looping or vectorizing Jacobian-vector products. Differentiating in index notati
 instead keeps derivatives compact and compiles to a few BLAS calls, and the paper's
 Hessians came out up to two orders of magnitude faster on CPU than TensorFlow, Theano,
 PyTorch and HIPS autograd on three problems (quadratic form, logistic regression,
-matrix factorization; :mod:`mlmyths.tensorcalc.bench`).
+matrix factorization; :mod:`mlmyths.hessians`).
 
 What this experiment does (one task per measurement, so ``--resume`` continues):
 
@@ -52,7 +52,7 @@ from mlmyths import plots
 from mlmyths.errors import ConfigError
 from mlmyths.myths import claim
 from mlmyths.runs import Result, RunContext, Verdict
-from mlmyths.tensorcalc import bench
+from mlmyths import hessians as bench
 
 CLAIM = claim(
     "tensors",

@@ -1,4 +1,6 @@
-"""The paper's three Hessian problems, their closed forms, and the peer frameworks.
+"""The Hessian apparatus of the ``tensors`` experiment: the paper's three problems, their closed
+forms, and the peer frameworks, measured side by side (kept out of :mod:`mlmyths.tensorcalc`,
+which depends on nothing but NumPy).
 
 Laue, Mitterreiter & Giesen (NeurIPS 2018, Sec. 5) time Hessians of
 
@@ -17,7 +19,7 @@ graph nodes (``make_fx``). Peers are optional (``pip install 'mlmyths[bench]'``)
 
 Run one measurement from the shell (what :func:`measure_isolated` does)::
 
-    python -m mlmyths.tensorcalc.bench '{"problem": "quadratic", "n": 100, "system": "jax"}'
+    python -m mlmyths.hessians '{"problem": "quadratic", "n": 100, "system": "jax"}'
 """
 from __future__ import annotations
 
@@ -37,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from mlmyths.env import limit_threads, reset_peak_rss, rss_bytes
+from mlmyths.env import limit_threads
 from mlmyths.errors import UserError
+from mlmyths.measure import peak_rss_mb, reset_peak_rss, rss_mb
 
 PROBLEMS = ("quadratic", "logistic", "factorization")
 SYSTEMS = ("tensorcalc", "closed-form", "jax", "torch.func", "torch.autograd", "autograd", "tensorflow")
@@ -278,21 +281,6 @@ def _tf_function(problem: str, data: dict[str, Any], tf: Any) -> Callable[[Any],
 # -- measuring -------------------------------------------------------------------------------
 
 
-def _rss_mb() -> float:
-    try:
-        return rss_bytes("VmRSS") / 2**20
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    try:
-        return rss_bytes("VmHWM") / 2**20
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 1024 if sys.platform != "darwin" else peak / 2**20
-
-
 def _import_framework(system: str) -> None:
     """Import the system's library before timing (import time is not part of the setup time)."""
     import importlib
@@ -333,7 +321,7 @@ def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float
     """
     inputs = make_inputs(problem, n, seed)
     peak_ok = reset_peak_rss()
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     t0 = time.perf_counter()
     hess, sync = build(problem, system, inputs, device)
     setup = time.perf_counter() - t0
@@ -354,7 +342,7 @@ def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float
         del H
         times.append(dt)
         spent += dt
-    peak = max(0.0, _peak_rss_mb() - rss0) if peak_ok else None
+    peak = max(0.0, peak_rss_mb() - rss0) if peak_ok else None
     return {"problem": problem, "n": n, "system": system, "device": device,
             "median_s": float(np.median(times)), "min_s": float(min(times)), "calls": len(times),
             "setup_s": setup, "first_call_s": first, "rel_error": err, "output_mb": output_mb,
@@ -420,7 +408,7 @@ def measure_isolated(problem: str, n: int, system: str, *, mem_gb: float = 4.0, 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     try:
-        proc = subprocess.run([sys.executable, "-m", "mlmyths.tensorcalc.bench", spec], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "mlmyths.hessians", spec], capture_output=True,
                               text=True, timeout=timeout_s, env=env, preexec_fn=cap if device == "cpu" else None)
     except subprocess.TimeoutExpired:
         return {**result, "error": f"timeout after {timeout_s:g} s"}
