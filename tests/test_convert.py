@@ -179,7 +179,7 @@ def _train(net: nn.Module, steps: int, batch: int = 16, seed: int = 0) -> list[f
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
