@@ -6,6 +6,7 @@ last test converts the real one where it does).
 """
 from __future__ import annotations
 
+import doctest
 import math
 import re
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from _torchvision_resnet import build
 from mlmyths.errors import UserError
-from mlmyths.models import convert
+from mlmyths.models import convert, normfree
 from mlmyths.models.normfree import CONVERT_NORMS, NormFreeBlock, ScalarBias
 from mlmyths.models.resnet import fixup_param_groups, he_std, scalar_parameters
 
@@ -264,3 +265,8 @@ def test_torchvision_resnets_convert(norm: str) -> None:
                 net.conv1(x)))))))), _identity_path(net, x, norm))
         if norm == "fixup":
             assert torch.count_nonzero(logits) == 0
+
+
+def test_docstring_example_runs() -> None:
+    failures, attempted = doctest.testmod(normfree)
+    assert attempted > 0 and failures == 0
