@@ -228,6 +228,22 @@ def test_convention_errors_say_what_to_return(tmp_path: Path) -> None:
     _assert_same(callback, skipping.seen)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_tracker_lives_on_the_device_and_counts_the_same(tmp_path: Path) -> None:
+    x, y = _data()
+    torch.manual_seed(0)
+    model, callback = Recorder(), ForgettingCallback()
+    trainer = L.Trainer(max_epochs=3, accelerator="gpu", devices=1, callbacks=[callback], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, _loader(IndexedDataset(TensorDataset(x, y))))
+    assert callback.tracker is not None and callback.tracker.device.type == "cuda"
+    assert model.seen[0][1].device.type == "cuda"
+    _assert_same(callback, model.seen)
+
+
 def test_docstring_example_runs() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
