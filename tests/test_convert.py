@@ -234,6 +234,11 @@ def test_bad_inputs_raise_user_errors_naming_the_value() -> None:
     net = convert(build("resnet18", width=4), "fixup")
     with pytest.raises(UserError, match="ResNet is already normalization-free"):
         convert(net, "skipinit")
+    extra = build("resnet18", width=4)
+    extra.layer4.append(nn.BatchNorm2d(32))  # a norm outside the layout: refused before anything changes
+    with pytest.raises(UserError, match=r"normalization layers outside torchvision's ResNet layout \(layer4.2\)"):
+        convert(extra, "fixup")
+    assert isinstance(extra.bn1, nn.BatchNorm2d) and isinstance(extra.layer1[0].bn1, nn.BatchNorm2d)
     odd = build("resnet18", width=4)
     odd.layer2[0].downsample = nn.Identity()
     with pytest.raises(UserError, match="downsample of type Identity"):

@@ -208,6 +208,7 @@ def convert(model: nn.Module, norm: ConvertNorm = "fixup") -> nn.Module:
     if not found:
         raise UserError(f"convert: found no BasicBlock or Bottleneck in {type(model).__name__} (modules with "
                         "conv1/bn1/conv2/bn2, and conv3/bn3 for a Bottleneck, as in torchvision.models.resnet)")
+    _check_every_norm_is_covered(model, [child for _, _, child, _ in found])
     weight = model.conv1.weight
     blocks: list[NormFreeBlock] = []
     for parent, name, child, convs in found:
@@ -215,10 +216,27 @@ def convert(model: nn.Module, norm: ConvertNorm = "fixup") -> nn.Module:
         block.to(device=weight.device, dtype=weight.dtype).train(child.training)
         setattr(parent, name, block)
         blocks.append(block)
-    model.bn1 = ScalarBias().to(device=weight.device, dtype=weight.dtype)
+    model.bn1 = ScalarBias().to(device=weight.device, dtype=weight.dtype).train(model.training)
     model.avgpool = nn.Sequential(model.avgpool, ScalarBias().to(device=weight.device, dtype=weight.dtype))
+    model.avgpool.train(model.training)
     _initialize(model, blocks, norm)
-    return model.train(model.training)
+    return model
+
+
+def _check_every_norm_is_covered(model: nn.Module, blocks: list[nn.Module]) -> None:
+    """Refuse, before changing anything, a model with normalization layers that the conversion
+    would leave behind (outside the stem, the blocks' branches and their projection shortcuts)."""
+    removed = {id(model.bn1)}
+    for block in blocks:
+        removed |= {id(getattr(block, f"bn{i}")) for i in (1, 2, 3) if hasattr(block, f"bn{i}")}
+        downsample = getattr(block, "downsample", None)
+        removed |= {id(m) for m in (downsample.modules() if downsample is not None else ()) if _is_norm(m)}
+    left = [name for name, m in model.named_modules() if _is_norm(m) and id(m) not in removed]
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise UserError(f"convert: {type(model).__name__} has normalization layers outside torchvision's ResNet "
+                        f"layout ({shown}); convert handles the stem's bn1 and the bn1..bn3/downsample layers of "
+                        "BasicBlocks and Bottlenecks only")
 
 
 def _he_(conv: nn.Conv2d, gain: float = 1.0) -> None:
