@@ -135,7 +135,9 @@ def _is_norm(module: nn.Module | None) -> bool:
 
 def _branch_convs(module: nn.Module) -> tuple[nn.Conv2d, ...] | None:
     """The convs of a torchvision-layout block (conv1/bn1/conv2/bn2[/conv3/bn3]), else None."""
-    m = 3 if hasattr(module, "conv3") and hasattr(module, "bn3") else 2
+    if hasattr(module, "conv3") != hasattr(module, "bn3"):
+        return None  # not the layout: never drop a conv3 from the forward pass
+    m = 3 if hasattr(module, "conv3") else 2
     convs = tuple(getattr(module, f"conv{i}", None) for i in range(1, m + 1))
     norms = tuple(getattr(module, f"bn{i}", None) for i in range(1, m + 1))
     if all(isinstance(c, nn.Conv2d) for c in convs) and all(_is_norm(n) for n in norms):
