@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mlmyths.errors import DataError, UserError
-from mlmyths.forgetting import ForgettingTracker, el2n, el2n_scores, select_subset
+from mlmyths.forgetting import ForgettingTracker, IndexedDataset, el2n, el2n_scores, select_subset
 from mlmyths.models.resnet18 import ResNet18
 from mlmyths.train import TrainConfig, fit
 
@@ -354,6 +354,18 @@ def test_select_subset_highest_random_and_edge_cases() -> None:
         select_subset([0.0, np.nan], 0.5)
     with pytest.raises(UserError, match="1-D"):
         select_subset(np.zeros((2, 2)), 0.5)
+
+
+def test_indexed_dataset_appends_each_items_index() -> None:
+    data = IndexedDataset(torch.utils.data.TensorDataset(torch.arange(5.0), torch.arange(5) % 2))
+    assert len(data) == 5
+    x, y, i = data[3]
+    assert (float(x), int(y), i) == (3.0, 1, 3)
+    assert IndexedDataset([{"x": 1}, {"x": 2}])[1] == {"x": 2, "indices": 1}
+    assert IndexedDataset(["a", "b"])[0] == ("a", 0)
+    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=5, shuffle=True,
+                                                  generator=torch.Generator().manual_seed(0))))
+    torch.testing.assert_close(batch[0], batch[2].float())  # the index travels with its example
 
 
 # -- the ResNet-18 -------------------------------------------------------------------------------------------

@@ -18,3 +18,10 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset that cannot be found, fetched or read (missing, corrupt, truncated)."""
+
+
+class MissingDependency(UserError, ImportError):
+    """An optional package that a feature needs is not installed (or does not import).
+
+    Also an :class:`ImportError`, so code that guards optional imports the usual way catches it.
+    """

@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from mlmyths.errors import DataError, UserError
 from mlmyths.files import atomic_write_bytes
 
-__all__ = ["ForgettingTracker", "el2n", "el2n_scores", "select_subset", "ORDERS"]
+__all__ = ["ForgettingTracker", "IndexedDataset", "el2n", "el2n_scores", "select_subset", "ORDERS"]
 
 # Columns of the packed per-example state, shape (runs, N, 4), int32.
 _PRESENTED, _EVENTS, _FIRST, _LAST = 0, 1, 2, 3
@@ -348,6 +348,34 @@ class ForgettingTracker:
             tracker._margins = torch.from_numpy(np.concatenate([arrays["margins"], pad], -1)).to(tracker.device)
             tracker._losses = torch.from_numpy(np.concatenate([arrays["losses"], pad], -1)).to(tracker.device)
         return tracker
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose items carry their own index: ``(x, y)`` becomes ``(x, y, i)``.
+
+    The tracker needs to know which examples a minibatch holds; with a ``DataLoader`` (and
+    :class:`mlmyths.integrations.lightning.ForgettingCallback`) wrap the training set in this.
+    Tuple or list items get ``i`` appended; dict items get the key ``"indices"``; any other item
+    ``x`` becomes ``(x, i)``.
+
+    >>> data = IndexedDataset([(0.5, 1), (0.25, 0)])
+    >>> len(data), data[1]
+    (2, (0.25, 0, 1))
+    """
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index]
+        if isinstance(item, (tuple, list)):
+            return (*item, index)
+        if isinstance(item, dict):
+            return {**item, "indices": index}
+        return item, index
 
 
 # -- EL2N ------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Models: small CNN/MLP, ResNets with normalization variants (incl. Fixup, SkipInit),
+convert() for torchvision-layout ResNets (normfree.py),
 LightConv/DynamicConv and a Transformer baseline.
 
 Submodules are imported lazily, so ``import mlmyths.models`` stays cheap.
@@ -16,6 +17,7 @@ _LAZY = {
     "LightweightConv1d": "lightconv", "DynamicConv1d": "lightconv", "ConvBlock": "lightconv", "ConvLM": "lightconv",
     "TransformerLM": "transformer",
     "ResNet18": "resnet18",
+    "convert": "normfree",
 }
 
 __all__ = ["MLP", "SmallCNN", "count_parameters", *_LAZY]

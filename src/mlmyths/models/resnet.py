@@ -94,6 +94,48 @@ def shortcut(x: Tensor, out_channels: int, stride: int) -> Tensor:
     return x
 
 
+def add_branch_scalars(block: nn.Module, layers: int) -> None:
+    """Register Fixup's scalars on a residual block whose branch has ``layers`` convs (Sec. 3, rule 3).
+
+    ``bias{i}a`` (before conv ``i``) and ``bias{i}b`` (after it), ``i = 1..layers``, initialized
+    to 0, then the branch multiplier ``scale`` (init 1; SkipInit's and ReZero's ``alpha``, which
+    their initialization sets to 0). The names are those of the official Fixup code, so that
+    :func:`scalar_parameters` finds them.
+    """
+    for i in range(1, layers + 1):
+        block.register_parameter(f"bias{i}a", nn.Parameter(torch.zeros(1)))
+        block.register_parameter(f"bias{i}b", nn.Parameter(torch.zeros(1)))
+    block.register_parameter("scale", nn.Parameter(torch.ones(1)))
+
+
+def scalar_branch(block: nn.Module, shifted: Tensor, convs: tuple[nn.Module, ...]) -> Tensor:
+    """The residual branch of a normalization-free block (Fixup paper, Sec. 3, rule 3).
+
+    ``shifted = x + bias1a`` is the block input already shifted by the first scalar bias (the
+    stage-change shortcut sees it too). With ``m = len(convs)`` and the scalars of
+    :func:`add_branch_scalars` on ``block``::
+
+        h = relu(conv_1(shifted) + bias1b)
+        h = relu(conv_i(h + bias{i}a) + bias{i}b)          for i = 2 .. m - 1
+        branch = scale * conv_m(h + bias{m}a) + bias{m}b
+    """
+    h = shifted
+    for i, conv in enumerate(convs, start=1):
+        if i > 1:
+            h = h + getattr(block, f"bias{i}a")
+        h = conv(h)
+        if i < len(convs):
+            h = F.relu(h + getattr(block, f"bias{i}b"))
+    return h * block.scale + getattr(block, f"bias{len(convs)}b")
+
+
+def residual_join(norm: str, identity: Tensor, branch: Tensor) -> Tensor:
+    """``relu(identity + branch)``; ReZero keeps the stream linear: ``identity + branch``."""
+    if norm == "rezero":
+        return identity + branch
+    return F.relu(identity + branch)
+
+
 class BasicBlock(nn.Module):
     """One residual block ``relu(shortcut(x) + branch(x))`` (``x + alpha * branch(x)`` for ReZero).
 
@@ -117,11 +159,7 @@ class BasicBlock(nn.Module):
             self.bn1 = nn.BatchNorm2d(out_channels)
             self.bn2 = nn.BatchNorm2d(out_channels)
         else:
-            self.bias1a = nn.Parameter(torch.zeros(1))
-            self.bias1b = nn.Parameter(torch.zeros(1))
-            self.bias2a = nn.Parameter(torch.zeros(1))
-            self.bias2b = nn.Parameter(torch.zeros(1))
-            self.scale = nn.Parameter(torch.ones(1))  # Fixup's multiplier; SkipInit/ReZero's alpha
+            add_branch_scalars(self, layers=2)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm == "batchnorm":
@@ -130,12 +168,9 @@ class BasicBlock(nn.Module):
             identity = shortcut(x, self.out_channels, self.stride) if self.downsample else x
             return F.relu(identity + h)
         shifted = x + self.bias1a
-        h = F.relu(self.conv1(shifted) + self.bias1b)
-        h = self.conv2(h + self.bias2a) * self.scale + self.bias2b
+        h = scalar_branch(self, shifted, (self.conv1, self.conv2))
         identity = shortcut(shifted, self.out_channels, self.stride) if self.downsample else x
-        if self.norm == "rezero":
-            return identity + h
-        return F.relu(identity + h)
+        return residual_join(self.norm, identity, h)
 
 
 class Stem(nn.Module):
