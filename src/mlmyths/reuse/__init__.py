@@ -10,6 +10,8 @@ Components (each a module of this package):
 - :mod:`~mlmyths.reuse.cifar101`: loader of the published CIFAR-10.1 predictions.
 - :mod:`~mlmyths.reuse.holdout`: holdout-query mechanisms: plain reuse, Thresholdout (Dwork et al.,
   Science 2015), the Ladder and its parameter-free variant (Blum & Hardt, ICML 2015).
+- :mod:`~mlmyths.reuse.reusable`: :class:`ReusableHoldout`, the object an analyst queries instead of the
+  holdout (Thresholdout, the Ladder or plain reuse), with its query log and budget.
 - :mod:`~mlmyths.reuse.selection`: adaptive selection against a reused holdout scored on a fresh one
   (greedy ensemble selection / leaderboard climbing), and Blum & Hardt's boosting attack.
 - :mod:`~mlmyths.reuse.zoo`: a diverse from-scratch model zoo (linear, random features, kNN, forest,
@@ -27,9 +29,10 @@ from mlmyths.reuse.cifar101 import (
     read_prediction_file,
 )
 from mlmyths.reuse.holdout import Ladder, ParameterFreeLadder, PlainHoldout, Thresholdout
+from mlmyths.reuse.reusable import HoldoutBudgetSpent, HoldoutQuery, ReusableHoldout
 from mlmyths.reuse.selection import (
-    AttackResult, SelectionTrace, ThresholdoutSettings, boosting_attack, greedy_selection, random_partitions,
-    random_splits,
+    AttackResult, SelectionTrace, ThresholdoutSettings, boosting_attack, boosting_attack_on, greedy_selection,
+    random_partitions, random_splits,
 )
 from mlmyths.stats import clopper_pearson
 from mlmyths.reuse.stats import (
@@ -41,7 +44,8 @@ from mlmyths.reuse.zoo import FAMILIES, ZooConfig, train_family
 __all__ = [
     "ZooAnalysis", "analyze_zoo", "PAPER_CITATION", "PAPER_ORIGINAL_ACCURACY", "PublishedPredictions",
     "cifar10_test_labels", "load_published", "read_prediction_file", "Ladder", "ParameterFreeLadder",
-    "PlainHoldout", "Thresholdout", "AttackResult", "SelectionTrace", "ThresholdoutSettings", "boosting_attack",
+    "PlainHoldout", "Thresholdout", "HoldoutBudgetSpent", "HoldoutQuery", "ReusableHoldout", "AttackResult",
+    "SelectionTrace", "ThresholdoutSettings", "boosting_attack", "boosting_attack_on",
     "greedy_selection", "random_partitions", "random_splits", "LinearFit", "RankAgreement", "bootstrap_accuracies", "clopper_pearson",
     "independent_agreement", "kendall_tau", "linear_fit", "pairwise_agreement", "probit_fit", "rank_agreement",
     "spearman_rho", "FAMILIES", "ZooConfig", "train_family",

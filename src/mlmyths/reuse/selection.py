@@ -13,9 +13,10 @@ Two selection procedures, each run through a holdout mechanism of :mod:`mlmyths.
   each round adds the candidate whose plurality-vote ensemble scores best, and the final
   ensemble is the best-scoring prefix. Round 1 is plain model / hyperparameter selection
   (the best single candidate); later rounds are leaderboard climbing.
-- :func:`boosting_attack`: the "boosting attack" of Blum & Hardt (ICML 2015): submit
-  k random labelings, keep those that score above chance, submit their plurality vote. It
-  learns nothing about the data (true accuracy 1/C) yet climbs a plain leaderboard.
+- :func:`boosting_attack_on` (and :func:`boosting_attack`, on holdout labels): the "boosting
+  attack" of Blum & Hardt (ICML 2015) on a :class:`~mlmyths.reuse.ReusableHoldout`: submit k
+  random labelings, keep those that score above chance, submit their plurality vote. It learns
+  nothing about the data (true accuracy 1/C) yet climbs a plain leaderboard.
 
 The adaptivity gap of a selection is ``reported score - fresh accuracy`` of what was selected.
 
@@ -34,8 +35,7 @@ import numpy as np
 
 from mlmyths.errors import UserError
 from mlmyths.reuse.holdout import ParameterFreeLadder, PlainHoldout, Thresholdout
-
-MECHANISMS = ("plain", "thresholdout", "ladder")
+from mlmyths.reuse.reusable import MECHANISMS, ReusableHoldout
 
 
 @dataclass(frozen=True)
@@ -178,48 +178,58 @@ class AttackResult:
         return self.reported - self.true_accuracy
 
 
-def boosting_attack(labels: np.ndarray, *, queries: int, num_classes: int, mechanism: str = "plain",
-                    rng: np.random.Generator | None = None) -> AttackResult:
-    """Blum & Hardt's boosting attack on a leaderboard that scores with the holdout ``labels``.
+def boosting_attack_on(holdout: ReusableHoldout, *, queries: int, num_classes: int,
+                       rng: np.random.Generator | None = None) -> AttackResult:
+    """Blum & Hardt's boosting attack (ICML 2015, their first experiment) on a :class:`ReusableHoldout`.
 
-    ``queries`` random labelings (uniform over ``num_classes``) are submitted. Against the plain
-    holdout the attacker keeps those scoring above ``1/C``; against the parameter-free Ladder
-    those that moved the leaderboard. The final submission is the plurality vote of the kept
-    ones (ties to the smallest class); its released score is returned with its true holdout
-    accuracy. Vectorized over submissions except for the Ladder's sequential updates.
+    ``queries`` random labelings (uniform over ``num_classes``) of the holdout examples, and of the
+    training examples when the holdout has them (Thresholdout compares the two), are scored. The
+    attacker keeps those whose answer came from the holdout (``HoldoutQuery.from_holdout``: always
+    for plain reuse, a leaderboard move for the Ladder, a release for Thresholdout) and exceeded
+    chance ``1/C``, and submits their plurality vote (ties to the smallest class); its answer is
+    ``reported``, beside its true holdout accuracy. The attack stops early to keep one unit of a
+    finite budget for that last query. The labels carry no information a classifier could learn
+    when they are random, so any ``reported`` above ``1/C`` is overfitting to the holdout.
     """
-    if mechanism not in ("plain", "ladder"):
-        raise UserError(f"the boosting attack runs against 'plain' or 'ladder', got {mechanism!r}")
     if queries < 1 or num_classes < 2:
         raise UserError(f"boosting attack needs queries >= 1 and num_classes >= 2, got {queries}, {num_classes}")
-    y = np.asarray(labels)
-    n = len(y)
+    n, n_train = holdout.size, holdout.train_size
     rng = rng if rng is not None else np.random.default_rng()
-    subs = rng.integers(0, num_classes, size=(queries, n))  # (k, n) random labelings
-    correct = subs == y[None, :]
+    subs = rng.integers(0, num_classes, size=(queries, n + n_train))  # (k, n + n_train) random labelings
     chance = 1.0 / num_classes
-    if mechanism == "plain":
-        keep = correct.mean(1) > chance
-        ladder = None
-    else:
-        ladder = ParameterFreeLadder()
-        keep = np.zeros(queries, dtype=bool)
-        for i in range(queries):
-            ladder.submit(1.0 - correct[i].astype(np.float64))
-            keep[i] = ladder.improved
+
+    def ask(labeling: np.ndarray) -> float:
+        return holdout.score(labeling[:n], train_predictions=labeling[n:] if n_train else None)
+
+    keep = np.zeros(queries, dtype=bool)
+    for i in range(queries):
+        if holdout.budget_left is not None and holdout.budget_left <= 1:
+            break
+        answer = ask(subs[i])
+        keep[i] = holdout.log[-1].from_holdout and answer > chance
     kept = subs[keep]
     if len(kept) == 0:
         final = subs[0]
     else:
-        counts = np.zeros((n, num_classes), dtype=np.int32)  # (n, C) votes
-        np.add.at(counts, (np.broadcast_to(np.arange(n), kept.shape), kept), 1)
+        counts = np.zeros((n + n_train, num_classes), dtype=np.int32)  # (n + n_train, C) votes
+        np.add.at(counts, (np.broadcast_to(np.arange(n + n_train), kept.shape), kept), 1)
         final = counts.argmax(1)
-    holdout = float((final == y).mean())
-    if ladder is None:
-        reported = holdout
-    else:
-        reported = 1.0 - ladder.submit(1.0 - (final == y).astype(np.float64))
-    return AttackResult(mechanism, reported, holdout, chance, int(keep.sum()))
+    reported = ask(final)
+    return AttackResult(holdout.mechanism, reported, float((final[:n] == holdout.labels).mean()), chance,
+                        int(keep.sum()))
+
+
+def boosting_attack(labels: np.ndarray, *, queries: int, num_classes: int, mechanism: str = "plain",
+                    rng: np.random.Generator | None = None) -> AttackResult:
+    """Blum & Hardt's boosting attack on a leaderboard that scores with the holdout ``labels``:
+    :func:`boosting_attack_on` a ``ReusableHoldout(labels, mechanism=mechanism)``, ``"plain"`` or
+    the parameter-free ``"ladder"`` (Thresholdout needs training labels: use
+    :func:`boosting_attack_on`)."""
+    if mechanism not in ("plain", "ladder"):
+        raise UserError(f"the boosting attack runs against 'plain' or 'ladder', got {mechanism!r}; for "
+                        "Thresholdout use boosting_attack_on(ReusableHoldout(..., train_labels=...))")
+    return boosting_attack_on(ReusableHoldout(labels, mechanism=mechanism), queries=queries,
+                              num_classes=num_classes, rng=rng)
 
 
 def random_partitions(pool_size: int, sizes: tuple[int, ...], repeats: int,

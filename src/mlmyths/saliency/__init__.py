@@ -11,6 +11,11 @@ blame", NeurIPS 2019.
   "targeted"|"random", epsilon=...)``.
 - :mod:`~mlmyths.saliency.metrics`: top-k intersection, Spearman rank correlation, center-of-mass
   shift, mass in a region, max-sensitivity.
+- :mod:`~mlmyths.saliency.captum_adapter`: Captum attribution objects (``IntegratedGradients(model)``,
+  ``Saliency(model)``, ...) wherever a method is taken, and which of them can be attacked.
+- :mod:`~mlmyths.saliency.robustness`: :class:`TopKIntersection`, :class:`SpearmanRankCorrelation`,
+  :class:`MassCenterDislocation` under an attack budget, called like Quantus's metrics
+  (``metric(model, x_batch, y_batch, a_batch=None, ...)``).
 
 >>> import torch
 >>> from torch import nn
@@ -23,6 +28,7 @@ blame", NeurIPS 2019.
 """
 from mlmyths.saliency.attacks import ATTACKS, AttackResult, attack
 from mlmyths.saliency.attributions import METHODS, attribute, integration_points, saliency_map, smoothed
+from mlmyths.saliency.captum_adapter import DIFFERENTIABLE as CAPTUM_DIFFERENTIABLE
 from mlmyths.saliency.metrics import (
     center_of_mass,
     center_of_mass_shift,
@@ -31,9 +37,11 @@ from mlmyths.saliency.metrics import (
     sensitivity_max,
     topk_intersection,
 )
+from mlmyths.saliency.robustness import MassCenterDislocation, SpearmanRankCorrelation, TopKIntersection
 
 __all__ = [
     "ATTACKS", "METHODS", "AttackResult", "attack", "attribute", "integration_points", "saliency_map", "smoothed",
     "center_of_mass", "center_of_mass_shift", "mass_in_region", "rank_correlation", "sensitivity_max",
-    "topk_intersection",
+    "topk_intersection", "CAPTUM_DIFFERENTIABLE", "MassCenterDislocation", "SpearmanRankCorrelation",
+    "TopKIntersection",
 ]

@@ -27,6 +27,11 @@ per image, the iterate with the best criterion among those that keep the predict
 kept (the paper's ``check_measure``/``iterative_attack``). An image for which no perturbed input
 kept the label is reported with ``label_kept = False`` and returned unperturbed.
 
+``method`` is one of :data:`~mlmyths.saliency.METHODS` or a Captum attribution object whose
+attribution is differentiable in the input (``Saliency``, ``InputXGradient``,
+``IntegratedGradients``; see :mod:`mlmyths.saliency.captum_adapter` for why the others are not);
+the surrogate replaces the ``nn.ReLU`` modules of ``model`` for it too.
+
 With ``beta`` set, the explanation itself is β-smoothed (Dombrowski et al., NeurIPS 2019): the
 attack then measures, and differentiates, the softplus_β network's explanation.
 
@@ -43,7 +48,6 @@ attack then measures, and differentiates, the softplus_β network's explanation.
 """
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,24 +56,18 @@ from torch import Tensor, nn
 
 from mlmyths.errors import UserError
 from mlmyths.saliency.attributions import (
-    METHODS,
     attribute,
-    attribute_with_logits,
     check_inputs,
+    check_method,
+    check_target,
     eval_mode,
+    explain,
     saliency_map,
 )
+from mlmyths.saliency.captum_adapter import check_differentiable, is_captum_attribution
 from mlmyths.saliency.metrics import center_of_mass, center_of_mass_shift, mass_in_region, topk_intersection, topk_mask
 
 ATTACKS = ("topk", "mass_center", "targeted", "random")
-
-#: Attribution options :func:`attack` passes on to :func:`mlmyths.saliency.attribute`.
-ATTRIBUTION_OPTIONS = frozenset(
-    name for name, p in inspect.signature(attribute_with_logits).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and not name.startswith("_")
-    and name not in ("beta", "create_graph", "generator")
-)
-
 
 @dataclass(frozen=True)
 class AttackResult:
@@ -84,6 +82,12 @@ class AttackResult:
     trace: Tensor  #: (steps, B) the measure at every iterate; NaN where the label changed
     label_changes: Tensor  #: (B,) how many iterates changed the predicted label
     best_step: Tensor  #: (B,) 0-based iterate returned in ``inputs``; -1 when none kept the label
+    targets: Tensor  #: (B,) the classes whose explanation is attacked (``labels`` unless ``target`` was given)
+
+
+def default_k(height: int, width: int) -> int:
+    """The top-k size when none is given: 2% of the pixels (the paper's 1000 of 227 x 227)."""
+    return max(1, round(0.02 * height * width))
 
 
 def _criterion(name: str, original: Tensor, maps: Tensor, k: int, region: Tensor | None) -> Tensor:
@@ -117,11 +121,12 @@ def _project(x: Tensor, x_orig: Tensor, epsilon: float, clip: tuple[float, float
     return torch.minimum(torch.maximum(x, x_orig - epsilon), x_orig + epsilon).clamp(*clip)
 
 
-def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: str = "topk", *,
+def attack(model: nn.Module, inputs: Tensor, method: object = "gradient", attack: str = "topk", *,
            epsilon: float, step_size: float | None = None, steps: int = 100, k: int | None = None,
            target_region: Tensor | None = None, beta: float | None = None, surrogate_beta: float | None = 10.0,
            clip: tuple[float, float] = (0.0, 1.0), generator: torch.Generator | None = None,
-           progress: Callable[[int], None] | None = None, **options: object) -> AttackResult:
+           target: int | Tensor | None = None, progress: Callable[[int], None] | None = None,
+           **options: object) -> AttackResult:
     """Perturb ``inputs`` within an L∞ ball so that their explanations change, labels kept.
 
     Parameters
@@ -129,7 +134,11 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     model : classifier, images (B, C, H, W) -> logits; attacked in eval mode.
     inputs : float images (B, C, H, W) inside ``clip``.
     method : attribution method (:data:`mlmyths.saliency.METHODS`); ``options`` (e.g. ``n_steps``,
-        ``baseline``) go to :func:`mlmyths.saliency.attribute`.
+        ``baseline``) go to :func:`mlmyths.saliency.attribute`. Or a Captum attribution object built
+        on ``model`` whose attribution is differentiable (``Saliency``, ``InputXGradient``,
+        ``IntegratedGradients``; :mod:`mlmyths.saliency.captum_adapter`), ``options`` then going to
+        its ``.attribute`` (e.g. ``n_steps``, ``baselines``); the ``"random"`` attack differentiates
+        nothing and takes any Captum method.
     attack : ``"topk"``, ``"mass_center"``, ``"targeted"`` or ``"random"``.
     epsilon : L∞ radius in input units (the paper: 8 on the 0-255 scale, i.e. 8/255 here).
     step_size : per-step change (default epsilon / 10; the paper's code: 0.5 on 0-255 = ε/16).
@@ -142,6 +151,8 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
         ``beta`` is None (default 10; None: differentiate the explanation itself).
     clip : pixel range (default [0, 1]).
     generator : draws the ``"random"`` perturbation and SmoothGrad's noise.
+    target : the class whose explanation is attacked, an int or one per image (default: the
+        predicted label, as in the paper); the predicted label is what the attack keeps.
     progress : called with 1 after every step (e.g. a progress bar's ``advance``).
 
     Returns
@@ -152,14 +163,11 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     """
     x = check_inputs(inputs).detach()
     B, _, H, W = x.shape
-    if method not in METHODS:
-        raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     if attack not in ATTACKS:
         raise UserError(f"unknown attack {attack!r}; choose one of {', '.join(ATTACKS)}")
-    unknown = sorted(set(options) - ATTRIBUTION_OPTIONS)
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for attack(); attribution options are "
-                        f"{', '.join(sorted(ATTRIBUTION_OPTIONS))}")
+    check_method(method, options, model)
+    if is_captum_attribution(method) and attack != "random":
+        check_differentiable(method, options)
     if not epsilon >= 0:
         raise UserError(f"epsilon must be >= 0 (an L-infinity radius in input units), got {epsilon!r}")
     lo, hi = clip
@@ -171,7 +179,7 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     step_size = epsilon / 10 if step_size is None else step_size
     if attack != "random" and (steps < 1 or not step_size > 0):
         raise UserError(f"steps must be >= 1 and step_size > 0, got steps={steps}, step_size={step_size}")
-    k = max(1, round(0.02 * H * W)) if k is None else k
+    k = default_k(H, W) if k is None else k
     if not 1 <= k <= H * W:
         raise UserError(f"k must be between 1 and the number of pixels {H * W}, got {k}")
     region = None
@@ -186,10 +194,10 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     if method == "smoothgrad":
         options["generator"] = generator
 
-    def explain(z: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def measured(z: Tensor) -> tuple[Tensor, Tensor]:
         """The measured explanation (B, H, W) and the logits it came with."""
-        raw, logits = attribute_with_logits(model, z, labels, method, beta=beta, **options)  # type: ignore[arg-type]
-        return saliency_map(raw), logits
+        raw, logits = explain(model, z, targets, method, beta=beta, options=options)
+        return saliency_map(raw), logits  # type: ignore[return-value]
 
     def predict(z: Tensor, logits: Tensor) -> Tensor:
         """The real network's labels (the smoothed network only explains, it does not classify)."""
@@ -200,17 +208,19 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
 
     with eval_mode(model):
         with torch.no_grad():
-            labels = model(x).argmax(1)
-            original, _ = explain(x, labels)
+            logits = model(x)
+            labels = logits.argmax(1)
+            targets = labels if target is None else check_target(target, B, logits.shape[-1]).to(x.device)
+            original, _ = measured(x)
         best_x, best_map = x.clone(), original.clone()
-        best = torch.full((B,), -float("inf"), device=x.device)
+        best = torch.full((B,), -float("inf"), dtype=x.dtype, device=x.device)
         best_step = torch.full((B,), -1, dtype=torch.int64, device=x.device)
         changes = torch.zeros(B, dtype=torch.int64, device=x.device)
 
         def consider(candidate: Tensor, step: int) -> Tensor:
             """Measure ``candidate`` with the real explanation; keep it where better and label kept."""
             with torch.no_grad():
-                maps, cand_logits = explain(candidate, labels)
+                maps, cand_logits = measured(candidate)
                 kept = predict(candidate, cand_logits) == labels
             value = _criterion(attack, original, maps, k, region)
             better = kept & (value > best)
@@ -231,10 +241,13 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
             rows = []
             for step in range(steps):
                 current.requires_grad_(True)
-                maps = attribute(model, current, labels, method, beta=direction_beta, create_graph=True,
-                                 **options)  # type: ignore[arg-type]
+                maps = attribute(model, current, targets, method, beta=direction_beta, create_graph=True,
+                                 **options)
                 loss = _loss(attack, maps, top, center, region)
-                (grad,) = torch.autograd.grad(loss.sum(), current)
+                # an explanation that does not depend on the input (a linear model) gives no direction
+                (grad,) = (torch.autograd.grad(loss.sum(), current, allow_unused=True) if loss.requires_grad
+                           else (None,))
+                grad = torch.zeros_like(current) if grad is None else grad
                 current = _project(current.detach() + step_size * grad.sign(), x, epsilon, clip)
                 rows.append(consider(current, step))
                 if progress is not None:
@@ -244,4 +257,4 @@ def attack(model: nn.Module, inputs: Tensor, method: str = "gradient", attack: s
     criterion = _report(attack, torch.where(found, best, _criterion(attack, original, original, k, region)))
     return AttackResult(inputs=best_x, label_kept=found, labels=labels, original_map=original,
                         perturbed_map=best_map, criterion=criterion.detach(), trace=trace.detach(),
-                        label_changes=changes, best_step=best_step)
+                        label_changes=changes, best_step=best_step, targets=targets)

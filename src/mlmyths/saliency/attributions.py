@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -55,6 +56,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlmyths.errors import UserError
+from mlmyths.saliency import captum_adapter
+from mlmyths.saliency.captum_adapter import is_captum_attribution
 
 METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "deeplift")
 INTEGRATION_RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -429,12 +432,61 @@ def attribute_with_logits(model: nn.Module, inputs: Tensor, target: int | Tensor
     return raw, logits  # type: ignore[return-value]
 
 
-def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: str = "gradient", *,
-              raw: bool = False, baseline: float | Tensor | None = None, n_steps: int = 32,
-              integration: str = "gausslegendre", n_samples: int = 16, stdev: float = 0.15,
-              noise: Tensor | None = None, generator: torch.Generator | None = None,
-              beta: float | None = None, create_graph: bool = False,
-              internal_batch_size: int | None = None) -> Tensor:
+#: Keyword options of mlmyths' own methods (a Captum object takes those of its ``.attribute``).
+METHOD_OPTIONS = frozenset(
+    name for name, p in inspect.signature(attribute_with_logits).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and not name.startswith("_") and name not in ("beta", "create_graph")
+)
+
+
+def check_method(method: object, options: dict[str, object], model: nn.Module | None = None) -> None:
+    """``method`` is a name of :data:`METHODS` or a Captum attribution object, ``options`` are its own,
+    and a Captum object explains ``model``."""
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}, "
+                            "or pass a Captum attribution object such as captum.attr.IntegratedGradients(model)")
+        unknown = sorted(set(options) - METHOD_OPTIONS)
+        if unknown:
+            raise UserError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; attribution options are "
+                            f"{', '.join(sorted(METHOD_OPTIONS))}")
+    elif is_captum_attribution(method):
+        captum_adapter.check_options(method, options)
+        if model is not None:
+            captum_adapter.check_model(method, model)
+    else:
+        raise UserError(f"method must be one of {', '.join(METHODS)} or a Captum attribution object (e.g. "
+                        f"captum.attr.IntegratedGradients(model)), got a {type(method).__name__}")
+
+
+def explain(model: nn.Module, inputs: Tensor, target: int | Tensor, method: object = "gradient", *,
+            beta: float | None = None, create_graph: bool = False, want_logits: bool = True,
+            options: dict[str, object] | None = None) -> tuple[Tensor, Tensor | None]:
+    """The raw attribution (B, C, H, W) by ``method`` -- a name of :data:`METHODS` with
+    ``options`` of :func:`attribute_with_logits`, or a Captum attribution object with options of its
+    ``.attribute`` (:mod:`mlmyths.saliency.captum_adapter`) -- and, with ``want_logits``, the model's
+    logits at ``inputs`` (B, num_classes); the one entry point of every function that takes a method.
+    """
+    options = dict(options or {})
+    check_method(method, options, model)
+    if isinstance(method, str):
+        return attribute_with_logits(model, inputs, target, method, beta=beta, create_graph=create_graph,
+                                     _want_logits=want_logits, **options)  # type: ignore[arg-type]
+    x = check_inputs(inputs)
+    t = check_target(target, len(x))
+    logits = None
+    with eval_mode(model), smoothed(model, beta):
+        if want_logits:
+            with torch.enable_grad() if create_graph else torch.no_grad():
+                logits = model(x)
+            check_target(t, len(x), logits.shape[-1])
+        raw = captum_adapter.captum_attribute(method, x, t, create_graph=create_graph, options=options)
+    return raw, logits
+
+
+def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: object = "gradient", *,
+              raw: bool = False, beta: float | None = None, create_graph: bool = False,
+              **options: object) -> Tensor:
     """Attribution of ``model``'s output for ``target`` to the pixels of ``inputs``.
 
     Parameters
@@ -443,20 +495,25 @@ def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: st
         in eval mode for the call and restored afterwards.
     inputs : float tensor (B, C, H, W).
     target : class index (int) or one per image, int tensor (B,).
-    method : one of :data:`METHODS` (default ``"gradient"``).
+    method : one of :data:`METHODS` (default ``"gradient"``), or a Captum attribution object built
+        on ``model`` (e.g. ``captum.attr.IntegratedGradients(model)``; see
+        :mod:`mlmyths.saliency.captum_adapter` for which are differentiable).
     raw : return the signed attribution (B, C, H, W) instead of the map (B, H, W) of
         |attribution| summed over channels (Ghorbani et al. 2019, Sec. 2).
-    baseline : reference x₀ of integrated gradients and DeepLIFT: a number, one image or one per
-        input (default: zeros, the black image).
-    n_steps, integration : quadrature of integrated gradients (default 32-point Gauss–Legendre;
-        ``"riemann_right"`` is the sum of the paper's code).
-    n_samples, stdev, noise, generator : SmoothGrad's number of noisy copies, noise standard
-        deviation in input units (default 16 and 0.15), an explicit noise tensor
-        (B, n_samples, C, H, W) instead, and the generator that draws it.
     beta : explain through the softplus_β network instead (:func:`smoothed`): β-smoothing.
     create_graph : keep the result differentiable with respect to ``inputs`` (for attacks).
-    internal_batch_size : evaluate integration points / noisy copies in chunks of this many
-        images (default: all at once).
+    **options : the method's options. For a Captum object, the keyword arguments of its
+        ``.attribute`` (``n_steps``, ``baselines``, ...). For our methods:
+
+        - ``baseline``: reference x₀ of integrated gradients and DeepLIFT: a number, one image or
+          one per input (default: zeros, the black image);
+        - ``n_steps``, ``integration``: quadrature of integrated gradients (default 32-point
+          Gauss–Legendre; ``"riemann_right"`` is the sum of the paper's code);
+        - ``n_samples``, ``stdev``, ``noise``, ``generator``: SmoothGrad's number of noisy copies,
+          noise standard deviation in input units (default 16 and 0.15), an explicit noise tensor
+          (B, n_samples, C, H, W) instead, and the generator that draws it;
+        - ``internal_batch_size``: evaluate integration points / noisy copies in chunks of this
+          many images (default: all at once).
 
     Returns
     -------
@@ -473,8 +530,6 @@ def attribute(model: nn.Module, inputs: Tensor, target: int | Tensor, method: st
     >>> torch.allclose(dl.sum((1, 2, 3)), delta[range(5), [0, 1, 2, 0, 1]], atol=1e-5)   # summation to delta
     True
     """
-    attributions, _ = attribute_with_logits(
-        model, inputs, target, method, baseline=baseline, n_steps=n_steps, integration=integration,
-        n_samples=n_samples, stdev=stdev, noise=noise, generator=generator, beta=beta,
-        create_graph=create_graph, internal_batch_size=internal_batch_size, _want_logits=False)
+    attributions, _ = explain(model, inputs, target, method, beta=beta, create_graph=create_graph,
+                              want_logits=False, options=options)
     return attributions if raw else saliency_map(attributions)

@@ -140,7 +140,7 @@ def mass_in_region(maps: Tensor, region: Tensor) -> Tensor:
     return (_normalized(maps) * region).sum((-2, -1))
 
 
-def sensitivity_max(model: nn.Module, inputs: Tensor, target: int | Tensor, method: str = "gradient", *,
+def sensitivity_max(model: nn.Module, inputs: Tensor, target: int | Tensor, method: object = "gradient", *,
                     perturb_radius: float = 0.02, n_perturb_samples: int = 10, raw: bool = False,
                     generator: torch.Generator | None = None, **options: object) -> Tensor:
     """Max-sensitivity of an explanation (Yeh et al., "On the (In)fidelity and Sensitivity of
@@ -149,7 +149,8 @@ def sensitivity_max(model: nn.Module, inputs: Tensor, target: int | Tensor, meth
         max over n_perturb_samples draws δ ~ U[−r, r]^d of ‖Φ(x + δ) − Φ(x)‖_F / ‖Φ(x)‖_F
 
     where r is ``perturb_radius`` and Φ is :func:`attribute` with ``method`` and ``options``
-    (parameter names as Captum's). Returns (B,). The noise is drawn in one float32 tensor
+    (parameter names as Captum's); ``method`` may be any Captum attribution object that attributes
+    to the input (no derivative of the explanation is needed here). Returns (B,). The noise is drawn in one float32 tensor
     (B·n_perturb_samples, C, H, W), sample index inner; with ``generator=None``
     from the global RNG, in the same order as Captum, so the two agree under one seed.
     Unlike the attacks, random perturbations estimate typical, not worst-case, fragility.
