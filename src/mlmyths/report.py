@@ -141,7 +141,11 @@ def collect(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[tuple[P
     could not be used, each with the reason."""
     good: list[tuple[Path, dict[str, Any]]] = []
     bad: list[tuple[Path, str]] = []
+    base = Path(root).resolve()
     for path in sorted(Path(root).glob("*/*/results.json")):
+        if path.is_symlink() or base not in path.resolve().parents:
+            bad.append((path, "a link that leaves the runs directory"))
+            continue
         try:
             record = read_record(path)
         except RecordError as exc:
