@@ -4,4 +4,5 @@ import sys
 from mlmyths import cli, myths
 
 myths.MYTHS["demo"] = myths.MythInfo("demo", "_demo_experiment", "A demo myth.", "Nobody, 2026")
-raise SystemExit(cli.main(sys.argv[1:]))
+if __name__ == "__main__":  # worker processes (spawn) import this file again: they must not run the CLI
+    raise SystemExit(cli.main(sys.argv[1:]))

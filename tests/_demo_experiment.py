@@ -2,8 +2,10 @@
 
 Each task trains a small MLP on digits for a few epochs with a checkpoint; one claim says the
 mean test accuracy over tasks is at least 0.5 (t interval over tasks). ``fail`` makes it fail
-after the first task; ``$DEMO_SLEEP_S`` makes each task pause (so a test can interrupt the run;
-resumed runs don't pause).
+after the first task; ``$DEMO_SLEEP_S`` makes the run pause after each task (so a test can interrupt
+the run; resumed runs don't pause); with ``$DEMO_PID_DIR`` each task writes its process id to
+``DIR/KEY.pid`` and, on its first attempt only, sleeps ``$DEMO_TASK_SLEEP_S`` inside the task (so a
+test can kill the worker that runs it).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class Config:
     epochs: int = 2  #: epochs per training
     lr: float = 0.1  #: SGD learning rate
     fail: bool = False  #: raise a RuntimeError after the first task
+    wave: bool = False  #: run the trainings as one wave (ctx.map) instead of one task after another
+    task_error: bool = False  #: the task train-1 raises (to test how task errors are reported)
 
     def __post_init__(self) -> None:
         if self.tasks < 1 or self.epochs < 1:
@@ -66,6 +70,18 @@ def simulate(cfg: Config, truth: dict[str, float], rng: np.random.Generator) -> 
     return truth["accuracy"] + 0.02 * rng.standard_normal(cfg.tasks)
 
 
+def _first_attempt_pause(key: str) -> None:
+    pid_dir = os.environ.get("DEMO_PID_DIR")
+    if not pid_dir:
+        return
+    marker = os.path.join(pid_dir, f"{key}.pid")
+    first = not os.path.exists(marker)
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    if first:
+        time.sleep(float(os.environ.get("DEMO_TASK_SLEEP_S", "0")))
+
+
 def run(cfg: Config, ctx: RunContext) -> Result:
     ds = data.load(cfg.dataset)  # raises DataError when missing
     if ds.x_train.shape[-1] != 8:
@@ -74,6 +90,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
     xt, yt = data.to_float(ds.x_test), ds.y_test
 
     def train(i: int) -> dict:
+        _first_attempt_pause(f"train-{i}")
+        if cfg.task_error and i == 1:
+            raise ValueError("demo task error in train-1")
         torch.manual_seed(ctx.seed_for("model", i))
         model = MLP(64, 10, hidden=(32,))
         result = fit(model, x, y, TrainConfig(epochs=cfg.epochs, batch_size=64, lr=cfg.lr),
@@ -83,7 +102,9 @@ def run(cfg: Config, ctx: RunContext) -> Result:
                 "diverged_at": result.diverged_at, "weights": model.net[1].weight.detach()}
 
     outcomes = []
-    for i in range(cfg.tasks):
+    if cfg.wave:  # all trainings as one wave of independent tasks
+        outcomes = list(ctx.map({f"train-{i}": (lambda i=i: train(i)) for i in range(cfg.tasks)}).values())
+    for i in range(0 if cfg.wave else cfg.tasks):
         outcomes.append(ctx.task(f"train-{i}", lambda i=i: train(i)))
         if not ctx.resuming:
             time.sleep(float(os.environ.get("DEMO_SLEEP_S", "0")))

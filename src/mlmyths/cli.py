@@ -15,6 +15,7 @@ SIGTERM still stops it.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -47,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", help="dataset for experiments that take one (see `mlmyths data list`)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for torch and BLAS (default: the libraries' choice; 1 suits small models)")
+                   help="CPU threads for torch and BLAS, per worker (default: the libraries' choice; 1 suits small "
+                        "models; the same --threads gives the same numbers whatever runs the tasks)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run each wave's independent tasks in N local worker processes (default 1: in this process)")
+    r.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the tasks on a Ray cluster: HOST:PORT of its head, 'auto' ($RAY_ADDRESS) or 'local' "
+                        "(a private local Ray); needs `pip install mlmyths[ray]`")
+    r.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times a task is run again when its worker dies (default 2)")
     r.add_argument("--seed", type=int, default=None, help="base seed (default 0)")
     r.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default: runs/)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -161,6 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.retries < 0:
+        raise UserError(f"--retries must be at least 0, got {args.retries}")
+    if args.threads is None and (args.workers > 1 or args.ray):  # share the cores, don't oversubscribe
+        args.threads = 1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers)
     if args.myth == "all":
         ids = list(myths.MYTHS)
         if args.resume:
@@ -203,13 +218,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             cfg = _config_for(myth_id, module, scale, args.dataset, grouped, strict_shared=args.myth != "all")
             plan.append((myth_id, module, cfg, scale, args.seed or 0, args.threads or 0, None))
 
+    from mlmyths import executors
+
+    executor = executors.create(workers=args.workers, ray=args.ray, threads=args.threads or 0, retries=args.retries)
+    try:
+        status = _run_plan(args, plan, executor)
+    finally:
+        executor.close()
+    if args.myth == "all":
+        summary, index, _ = report.write_summary(args.out, myths.sentences())
+        print(f"report: {index}\nsummary: {summary}")
+    return status
+
+
+def _run_plan(args: argparse.Namespace, plan: list[tuple[Any, ...]], executor: Any) -> int:
+    from mlmyths import report, runs
+
     status = EXIT_OK
     for myth_id, module, cfg, scale, seed, threads, resume_dir in plan:
         echo = None if args.quiet else _echo_for(myth_id)
         try:
             record = runs.execute(myth_id, module, cfg, out=args.out, seed=seed, scale=scale, device=args.device,
                                   threads=threads, resume_dir=resume_dir, echo=echo,
-                                  interactive=None if not args.quiet else False, on_record=report.write_run_report)
+                                  interactive=None if not args.quiet else False, on_record=report.write_run_report,
+                                  executor=executor)
         except UserError as exc:
             if args.myth != "all":
                 raise
@@ -224,9 +256,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             status = EXIT_FAILED
             sys.stderr.write(f"mlmyths: {myth_id} {record['status']}: {record['error']} (log: {run_dir / 'log.txt'})\n")
-    if args.myth == "all":
-        summary, index, _ = report.write_summary(args.out, myths.sentences())
-        print(f"report: {index}\nsummary: {summary}")
     return status
 
 

@@ -54,6 +54,17 @@ def derive_seed(seed: int, *key: object) -> int:
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
 
 
+def seed_globals(seed: int) -> None:
+    """Seed torch's (if loaded), NumPy's legacy and Python's global generators: a task's starting state."""
+    import random
+
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
 def rng(seed: int, *key: object) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *key))
 

@@ -30,7 +30,6 @@ import dataclasses
 import datetime as _dt
 import errno
 import os
-import random
 import re
 import shutil
 import signal
@@ -47,10 +46,10 @@ import torch
 
 from mlmyths import claims as claims_mod
 from mlmyths import config as configs
-from mlmyths import env
+from mlmyths import env, executors
 from mlmyths.errors import UserError
 from mlmyths.files import atomic_write_json, jsonable, load_state, read_json, save_state
-from mlmyths.progress import ProgressFactory, progress_bar
+from mlmyths.progress import ProgressFactory, no_progress, progress_bar
 from mlmyths.records import SCHEMA, STATUSES, Headline, RecordError, Result, errors, read_record
 
 __all__ = ["RunContext", "RunInterrupted", "RunLocked", "execute", "find_resumable", "load_saved_config", "new_run_dir",
@@ -234,11 +233,16 @@ class RunContext:
     Attributes: ``run_dir``, ``figures_dir``, ``device`` (``torch.device``), ``threads`` (CPU
     threads per process; 0: the libraries' defaults), ``seed``, ``resuming``, and ``progress`` (a
     factory for :mod:`mlmyths.progress`, to pass to library functions such as :func:`mlmyths.train.fit`).
+
+    Pickled (to travel with a task to a worker process or a Ray node) it becomes its *worker form*:
+    it logs into the task's outcome (the driver writes log.txt), keeps intra-task checkpoints where
+    the worker can (see :func:`mlmyths.executors.scratch_dir`), shows no progress, and runs tasks
+    it is given directly, without storing them (only the driver stores task values).
     """
 
     def __init__(self, run_dir: Path, *, seed: int = 0, device: torch.device | str = "cpu", threads: int = 0,
                  echo: Callable[[str], None] | None = None, interactive: bool | None = None,
-                 resuming: bool = False):
+                 resuming: bool = False, executor: executors.Executor | None = None):
         self.run_dir = Path(run_dir)
         self.figures_dir = self.run_dir / "figures"
         self.checkpoints_dir = self.run_dir / "checkpoints"
@@ -246,6 +250,8 @@ class RunContext:
         self.device = torch.device(device)
         self.threads = int(threads)
         self.resuming = resuming
+        self.executor = executor or executors.InProcess()
+        self._worker = False
         self._echo = echo
         self._log_lock = threading.Lock()
         self.tasks_completed: list[str] = []
@@ -253,9 +259,30 @@ class RunContext:
         self.progress: ProgressFactory = progress_bar(interactive=interactive, log=self.log)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "seed": self.seed, "device": str(self.device), "threads": self.threads,
+                "resuming": self.resuming}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.run_dir = Path(state["run_dir"])
+        self.figures_dir = self.run_dir / "figures"
+        self.checkpoints_dir = self.run_dir / "checkpoints"
+        self.seed, self.threads, self.resuming = state["seed"], state["threads"], state["resuming"]
+        self.device = torch.device(state["device"])
+        self.executor = executors.InProcess()
+        self._worker = True
+        self._echo = None
+        self._log_lock = threading.Lock()
+        self.tasks_completed = []
+        self._task_checkpoints = None
+        self.progress = no_progress
+
     # logging
     def log(self, message: str) -> None:
         """Append a timestamped line to ``log.txt`` (and echo it when the CLI asked)."""
+        if self._worker:
+            executors.worker.logs.append(message)
+            return
         stamp = _dt.datetime.now().strftime("%H:%M:%S")
         with self._log_lock, open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
             f.write(f"{stamp} {message}\n")
@@ -288,6 +315,11 @@ class RunContext:
         clashes = sorted({_safe(k) for k in keys if sum(_safe(o) == _safe(k) for o in keys) > 1})
         if clashes:
             raise ValueError(f"task keys collide after sanitizing: {clashes}")
+        if self._worker:  # a task inside a task, in a worker: run it here, the driver stores the outer one
+            return {key: self._run_here(tasks[key], key) for key in keys}
+        if self.executor.parallel:
+            fresh = self._run_wave(keys, tasks)
+            return {key: self._stored(key, reused=key not in fresh) for key in keys}
         return {key: self._run_task(key, tasks[key]) for key in keys}
 
     def task(self, key: str, fn: Callable[[], T]) -> T:
@@ -296,6 +328,48 @@ class RunContext:
 
     def _task_path(self, key: str) -> Path:
         return self.checkpoints_dir / "tasks" / f"{_safe(key)}.npz"
+
+    def _run_here(self, fn: Callable[[], T], key: str) -> T:
+        env.seed_globals(self.seed_for("task", key))
+        return fn()
+
+    def _stored(self, key: str, reused: bool) -> Any:
+        if reused:
+            self.log(f"task {key}: done in an earlier attempt, reusing its result")
+        if key not in self.tasks_completed:
+            self.tasks_completed.append(key)
+        return load_state(self._task_path(key))
+
+    def _run_wave(self, keys: list[str], tasks: Mapping[str, Callable[[], Any]]) -> set[str]:
+        """Hand the wave's unfinished tasks to the executor; store each value as it comes back.
+        Returns the keys run now."""
+        _interrupts.check()
+        todo = [k for k in keys if not self._task_path(k).exists()]
+        if not todo:
+            return set()
+        self.log(f"wave of {len(keys)} task(s), {len(todo)} to run on {self.executor.describe()}")
+        specs = [executors.TaskSpec(k, tasks[k], self.seed_for("task", k), self.threads,
+                                    {"num_cpus": max(self.threads, 1), "num_gpus": 1 if self.device.type == "cuda" else 0})
+                 for k in todo]
+
+        def done(outcome: executors.TaskOutcome) -> None:
+            for line in outcome.logs:
+                self.log(f"[{outcome.key}] {line}")
+            if outcome.error is not None:
+                self.log(f"task {outcome.key} failed:\n{outcome.traceback.rstrip()}")
+                if isinstance(outcome.error, UserError):
+                    raise outcome.error
+                raise executors.TaskFailed(outcome.key, f"{type(outcome.error).__name__}: {outcome.error}")
+            save_state(self._task_path(outcome.key), outcome.value)
+            for ckpt in outcome.checkpoints:
+                Path(ckpt).unlink(missing_ok=True)
+            self.tasks_completed.append(outcome.key)
+            self.log(f"task {outcome.key}: done in {outcome.seconds:.1f}s"
+                     + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 else ""))
+            _interrupts.check()
+
+        self.executor.run(specs, done)
+        return set(todo)
 
     def _run_task(self, key: str, fn: Callable[[], T]) -> T:
         _interrupts.check()
@@ -307,7 +381,7 @@ class RunContext:
             return load_state(path)  # type: ignore[no-any-return]
         outer, self._task_checkpoints = self._task_checkpoints, []
         try:
-            seed_globals(self.seed_for("task", key))
+            env.seed_globals(self.seed_for("task", key))
             value = fn()
             _interrupts.check()  # a signal a library swallowed still stops the run here
             save_state(path, value)
@@ -320,6 +394,10 @@ class RunContext:
 
     def checkpoint_path(self, key: str) -> Path:
         """Where a long computation (e.g. ``fit(checkpoint=...)``) keeps its resumable state."""
+        if self._worker:
+            path = executors.scratch_dir(self.run_dir) / f"{_safe(key)}.pt"
+            executors.worker.checkpoints.append(str(path))
+            return path
         path = self.checkpoints_dir / f"{_safe(key)}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         if self._task_checkpoints is not None:
@@ -335,13 +413,6 @@ class RunContext:
         path = self.figures_dir / f"{_safe(name)}.png"
         plots.save(fig, path)
         return path.relative_to(self.run_dir).as_posix()
-
-
-def seed_globals(seed: int) -> None:
-    """Seed torch's, NumPy's legacy and Python's global generators (a task's starting state)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 # -- running an experiment ------------------------------------------------------------------------------
@@ -360,13 +431,15 @@ def _filesystem_error(exc: OSError, where: Path) -> UserError:
 def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, scale: str = "small",
             device: str = "auto", threads: int = 0, resume_dir: Path | None = None,
             echo: Callable[[str], None] | None = None, interactive: bool | None = None,
-            on_record: Callable[[Path, dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+            on_record: Callable[[Path, dict[str, Any]], Any] | None = None,
+            executor: executors.Executor | None = None) -> dict[str, Any]:
     """Run ``experiment.run(cfg, ctx)`` and record it; returns the final results record.
 
     ``threads`` > 0 limits torch and BLAS to that many threads during the run (small models
     train fastest on one; 0 keeps the libraries' defaults). ``scale`` is recorded only: the
     experiment sees nothing but ``cfg``. ``on_record(run_dir, record)`` is called after the record is
-    written at the end (the CLI renders report.md with it).
+    written at the end (the CLI renders report.md with it). ``executor`` runs the waves of tasks
+    (:mod:`mlmyths.executors`; default: in this process).
 
     KeyboardInterrupt (and SIGTERM) record ``interrupted`` and propagate. A :class:`UserError`
     raised before any task finished removes the new run directory and propagates (nothing was
@@ -387,15 +460,15 @@ def execute(myth: str, experiment: Any, cfg: Any, *, out: Path, seed: int = 0, s
     try:
         return _execute_locked(myth, experiment, cfg, run_dir=run_dir, seed=seed, scale=scale, device=device,
                                torch_device=torch_device, threads=threads, resuming=resuming, echo=echo,
-                               interactive=interactive, on_record=on_record)
+                               interactive=interactive, on_record=on_record, executor=executor)
     finally:
         lock.release()
 
 
 def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed: int, scale: str, device: str,
                     torch_device: torch.device, threads: int, resuming: bool, echo: Callable[[str], None] | None,
-                    interactive: bool | None, on_record: Callable[[Path, dict[str, Any]], Any] | None
-                    ) -> dict[str, Any]:
+                    interactive: bool | None, on_record: Callable[[Path, dict[str, Any]], Any] | None,
+                    executor: executors.Executor | None) -> dict[str, Any]:
     previous: dict[str, Any] = {}
     if resuming and (run_dir / "results.json").exists():
         try:
@@ -417,14 +490,15 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
                                                     "threads": threads, "config": cfg_dict})
         atomic_write_json(run_dir / "results.json", record)
         ctx = RunContext(run_dir, seed=seed, device=torch_device, threads=threads, echo=echo,
-                         interactive=interactive, resuming=resuming)
+                         interactive=interactive, resuming=resuming, executor=executor)
     except OSError as exc:
         if not resuming:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise _filesystem_error(exc, run_dir) from None
     earlier = record["duration_s"]
+    record["env"]["executor"] = ctx.executor.describe()
     ctx.log(f"{'resuming' if resuming else 'starting'} {myth} (scale={scale}, seed={seed}, "
-            f"device={record['env']['device']}) in {run_dir}")
+            f"device={record['env']['device']}, tasks on {ctx.executor.describe()}) in {run_dir}")
     t0 = time.perf_counter()
 
     def finish(status: str, **fields: Any) -> dict[str, Any]:
