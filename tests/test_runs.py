@@ -1,18 +1,10 @@
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import _demo_experiment as demo
 from mlmyths import report, runs
-from mlmyths.errors import DataError, UserError
+from mlmyths.errors import DataError
 from mlmyths.records import read_record
 
 SCHEMA_KEYS = {"schema", "myth", "run_id", "scale", "seed", "status", "verdict", "claim", "claims", "metrics",

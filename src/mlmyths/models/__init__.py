@@ -13,7 +13,7 @@ from mlmyths.models.small import MLP, SmallCNN, count_parameters
 
 # name -> submodule that defines it (imported on first access)
 _LAZY = {
-    "resnet": "resnet", "ResNet": "resnet", "fixup_param_groups": "resnet",
+    "ResNet": "resnet", "fixup_param_groups": "resnet",  # the function resnet(): mlmyths.models.resnet.resnet
     "LightweightConv1d": "lightconv", "DynamicConv1d": "lightconv", "ConvBlock": "lightconv", "ConvLM": "lightconv",
     "TransformerLM": "transformer",
     "ResNet18": "resnet18",
