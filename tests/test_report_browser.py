@@ -113,8 +113,10 @@ def test_report_in_headless_chromium(tmp_path):
 
     # it loads cleanly: no console error, no exception, no failed load, no dialog (alert() never ran)
     assert problems == [], problems
-    # every figure decodes: the demo run's loss curve is embedded, and nothing else is an image
-    assert len(seen["images"]) == 1, seen["images"]
+    # every figure decodes: the demo run's figures are embedded, and nothing else is an image
+    demo = read_results(runs, "demo")  # the newest run: the real one
+    assert demo["run_id"] != HOSTILE_RUN and demo["figures"]
+    assert len(seen["images"]) == len(demo["figures"]), seen["images"]
     for img in seen["images"]:
         assert img["decoded"] and img["complete"] and img["width"] > 0 and img["height"] > 0 and img["data"], img
     # the verdict table is visible at a laptop's size, without horizontal scrolling
@@ -125,8 +127,6 @@ def test_report_in_headless_chromium(tmp_path):
     assert 0 <= table["left"] and table["right"] <= WIDTH, table
     assert table["top"] < HEIGHT, "the overview table starts below the first screen"
     assert seen["scrollWidth"] <= WIDTH, f"the page scrolls horizontally: {seen['scrollWidth']} px wide"
-    demo = read_results(runs, "demo")  # the newest run: the real one
-    assert demo["run_id"] != HOSTILE_RUN
     row = next(line for line in table["text"].splitlines() if line.startswith("demo\t"))
     assert demo["verdict"]["outcome"] in row and f"demo/{demo['run_id']}" in row, row
     # the hostile record: shown as text, nothing runs, nothing leaks
