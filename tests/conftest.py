@@ -74,3 +74,17 @@ def float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+def skip_without(*modules: str, extra: str) -> None:
+    """Skip the calling test when one of ``modules`` is not installed, naming it and the extra that
+    installs it (``pip install -e '.[EXTRA]'``)."""
+    import importlib.util
+
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            pytest.skip(f"{module} is not installed (it comes with pip install -e '.[{extra}]')")

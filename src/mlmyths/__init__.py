@@ -17,6 +17,6 @@ from __future__ import annotations
 
 from mlmyths.errors import ConfigError, DataError, UserError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place; pyproject.toml reads it (CHANGELOG.md: its entry)
 
 __all__ = ["__version__", "UserError", "ConfigError", "DataError"]

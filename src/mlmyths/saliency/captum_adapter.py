@@ -35,7 +35,7 @@ replaced by one that keeps the graph (and restored afterwards). Checked against 
 The others are refused by the attacks with a :class:`~mlmyths.errors.UserError` that says why
 and what to use; where no derivative is needed (:func:`~mlmyths.saliency.attribute` without
 ``create_graph``, :func:`~mlmyths.saliency.sensitivity_max`) any Captum method that attributes to
-the input works. Captum stays optional (it is in the ``dev`` extra; ``pip install captum``):
+the input works. Captum stays optional (``pip install mlmyths[captum]``; the ``dev`` extra has it too):
 this module imports it only when it is handed a Captum object, which means Captum is there.
 
 The object must explain the model that is attacked: its ``forward_func`` is ``model`` (or a
