@@ -22,6 +22,7 @@ from mlmyths import data, plots
 from mlmyths.claims import Claim, ClaimResult, Estimate
 from mlmyths.errors import ConfigError, DataError
 from mlmyths.models import MLP
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Headline, Result
 from mlmyths.runs import RunContext
 from mlmyths.stats import t_interval
@@ -68,6 +69,16 @@ def evaluate(cfg: Config, accuracies: Any) -> list[ClaimResult]:
 
 def simulate(cfg: Config, truth: dict[str, float], rng: np.random.Generator) -> Any:
     return truth["accuracy"] + 0.02 * rng.standard_normal(cfg.tasks)
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """One wave: ``tasks`` trainings of ``epochs`` x 23 SGD steps (1,437 training digits, batch 64)."""
+    def step(device: Any) -> None:
+        model = MLP(64, 10, hidden=(32,)).to(device)
+        x, y = torch.randn(64, 1, 8, 8, device=device), torch.randint(0, 10, (64,), device=device)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    return [Wave("trainings", cfg.tasks, cfg.epochs * 23, "SGD steps of an MLP on 64 digits", probe=step)]
 
 
 def _first_attempt_pause(key: str) -> None:

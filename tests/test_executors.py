@@ -181,3 +181,18 @@ def test_results_json_records_which_executor_ran(tmp_path):
     record = wave_run(tmp_path)
     assert record["env"]["executor"] == "in-process"
     assert json.loads((next(tmp_path.glob("demo/*/config.json"))).read_text())["threads"] == 1
+
+
+def test_plan_counts_the_waves_and_times_a_step(tmp_path):
+    proc = demo("plan", "demo", "--scale", "small", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "plan for demo at scale small" in out and "trainings" in out
+    row = next(line for line in out.splitlines() if line.startswith("trainings"))
+    assert " 3 " in row and "69 SGD steps of an MLP on 64 digits" in row  # 3 tasks x (3 epochs x 23 steps)
+    assert "not measured" not in row
+    assert "1 wave(s), 3 task(s)" in out and "wall time with 2 worker(s)" in out
+    proc = demo("plan", "demo", "--no-probe")
+    assert proc.returncode == 0 and "not measured" in proc.stdout
+    proc = demo("plan", "nope")
+    assert proc.returncode == 2 and "unknown myth 'nope'" in proc.stderr

@@ -3,6 +3,7 @@
     mlmyths list
     mlmyths run ID|all [--scale smoke|small|paper] [--dataset NAME] [--device auto|cpu|cuda] [--threads N]
                        [--seed N] [--out DIR] [--set key=value ...] [--resume] [--quiet]
+    mlmyths plan ID|all [--scale S] [--device D] [--workers N] [--set key=value ...] [--no-probe]
     mlmyths report [DIR]
     mlmyths derive EXPR --wrt VAR [--order K] [--var NAME=KIND ...] [--code numpy|torch|jax]
     mlmyths data list | where NAME | fetch NAME
@@ -63,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field (repeatable); with 'all', KEY may be MYTH.KEY")
     r.add_argument("--resume", action="store_true", help="continue the newest unfinished run of this myth")
     r.add_argument("--quiet", action="store_true", help="no progress or log lines on stderr")
+
+    pl = sub.add_parser("plan", help="an experiment's waves of tasks and their measured cost, before running")
+    pl.add_argument("myth", help="myth id (see `mlmyths list`) or 'all'")
+    pl.add_argument("--scale", choices=("smoke", "small", "paper"), default="small")
+    pl.add_argument("--dataset", help="dataset for experiments that take one")
+    pl.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device the probes run on")
+    pl.add_argument("--workers", type=int, default=1, metavar="N", help="parallel workers for the wall-time estimate")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--no-probe", action="store_true", help="count the work only; time nothing")
 
     rep = sub.add_parser("report", help="render index.html and summary.md over a runs directory")
     rep.add_argument("dir", nargs="?", type=Path, default=Path("runs"))
@@ -267,6 +277,27 @@ def _echo_for(myth_id: str) -> Any:
     return echo
 
 
+# -- plan ------------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mlmyths import env, myths
+    from mlmyths.myths import planning
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    ids = list(myths.MYTHS) if args.myth == "all" else [myths.info(args.myth).id]
+    grouped = _split_overrides(args.overrides, list(myths.MYTHS))
+    device = env.resolve_device(args.device)
+    configs = [(m, myths.load(m)) for m in ids]
+    configs = [(m, module, _config_for(m, module, args.scale, args.dataset, grouped, strict_shared=len(ids) == 1))
+               for m, module in configs]
+    for myth_id, module, cfg in configs:
+        rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe)
+        print(planning.render(myth_id, args.scale, env.describe_device(device), rows, args.workers) + "\n")
+    return EXIT_OK
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -348,4 +379,5 @@ def cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "derive": cmd_derive, "data": cmd_data}
+_COMMANDS = {"list": cmd_list, "run": cmd_run, "plan": cmd_plan, "report": cmd_report, "derive": cmd_derive,
+             "data": cmd_data}
