@@ -20,6 +20,7 @@ shares one distance computation across k; neural nets give one candidate per sna
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -28,10 +29,11 @@ from torch import nn
 from mlmyths.errors import ConfigError
 from mlmyths.progress import ProgressFactory
 
-FAMILIES = (
+Family = Literal[
     "ridge", "logistic", "nearest-centroid", "naive-bayes", "random-relu", "random-fourier", "knn",
     "knn-pca", "random-forest", "mlp-small", "mlp-wide", "mlp-deep", "cnn-tiny", "cnn-small", "cnn-medium",
-)
+]
+FAMILIES: tuple[str, ...] = get_args(Family)
 
 
 @dataclass(frozen=True)
