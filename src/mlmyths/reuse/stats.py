@@ -105,7 +105,7 @@ def _ols(x: np.ndarray, y: np.ndarray, alpha: float, space: str) -> LinearFit:
     sse = float((resid ** 2).sum())
     syy = float(((y - y_mean) ** 2).sum())
     s = float(np.sqrt(sse / (n - 2)))
-    t = float(stats.t.ppf(1 - alpha / 2, n - 2))
+    t = float(special.stdtrit(n - 2, 1 - alpha / 2))  # Student t quantile (stats.t.ppf, without its overhead)
     se_slope = s / np.sqrt(sxx)
     se_intercept = s * np.sqrt(1.0 / n + x_mean ** 2 / sxx)
     return LinearFit(
@@ -157,10 +157,15 @@ def kendall_tau(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     if b.shape[-1] != m:
         raise UserError(f"kendall_tau needs the same number of models on both sides, got {m} and {b.shape[-1]}")
     i, j = np.triu_indices(m, 1)
-    sa = np.sign(a[..., i] - a[..., j])  # (..., P) one sign per pair
-    sb = np.sign(b[..., i] - b[..., j])
-    num = (sa * sb).sum(axis=-1)
-    den = np.sqrt((sa * sa).sum(axis=-1) * (sb * sb).sum(axis=-1))
+    # (..., P): one sign per pair (np.take: fancy indexing on the last axis is ~40x slower)
+    sa = np.sign(np.take(a, i, axis=-1) - np.take(a, j, axis=-1))
+    sb = np.sign(np.take(b, i, axis=-1) - np.take(b, j, axis=-1))
+    if sa.ndim == 1 or sb.ndim == 1:  # one fixed ranking: a matrix-vector product
+        fixed, rows = (sa, sb) if sa.ndim == 1 else (sb, sa)
+        num = rows @ fixed
+    else:
+        num = (sa * sb).sum(axis=-1)
+    den = np.sqrt(np.count_nonzero(sa, axis=-1) * np.count_nonzero(sb, axis=-1).astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
