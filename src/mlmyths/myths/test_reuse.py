@@ -761,8 +761,10 @@ def _notes(cfg: Config, published: dict[str, dict[str, Any]], missing: str | Non
         "Part (b)'s intervals are over random partitions of one test split with one trained zoo: they leave out "
         "the variation of retraining the zoo or drawing a new test split, so they are approximate.",
         "Thresholdout's training-set value is the candidate's accuracy on the analyst's own validation set (S_t, a "
-        "third random part of the test split), which the selection may use freely; the boosting attack runs "
-        "against the plain holdout and the Ladder only (a random labeling has no S_t value).",
+        "third random part of the test split), which the selection may use freely; Thresholdout lets S_t overfit by "
+        "up to about T (thresholdout_t) before it answers from the holdout, so its reported scores can overstate "
+        "more than plain reuse. The boosting attack runs against the plain holdout and the Ladder only (a random "
+        "labeling has no S_t value).",
     ]
     return notes
 
