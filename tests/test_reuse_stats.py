@@ -118,6 +118,11 @@ def test_rank_correlations_match_scipy_with_ties_and_batches():
         assert tau[i] == pytest.approx(stats.kendalltau(a[i], b[i]).statistic, rel=1e-12)
         assert rho[i] == pytest.approx(stats.spearmanr(a[i], b[i]).statistic, rel=1e-12)
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
+    # one fixed ranking against many rows (bootstrap replicates) is the same as row by row
+    fixed = a[0]
+    assert kendall_tau(fixed, b) == pytest.approx([stats.kendalltau(fixed, row).statistic for row in b], rel=1e-12)
+    with pytest.raises(UserError, match="same number of models"):
+        kendall_tau([1, 2, 3], [1, 2])
 
 
 def test_bootstrap_accuracies_are_resample_means():
@@ -145,6 +150,10 @@ def test_rank_agreement_on_synthetic_zoos():
     assert shuffled.kendall_ci[0] < same.kendall_ci[0] and abs(shuffled.kendall_tau) < 0.6
     fixed = rank_agreement(acc, new_same, n_boot=100)  # reported accuracies on one side
     assert fixed.resampled == ("new",) and fixed.n_boot == 100
+    # the replicates are what the interval is made of
+    assert fixed.kendall_replicates.shape == (100,)
+    assert np.percentile(fixed.kendall_replicates, [2.5, 97.5]) == pytest.approx(fixed.kendall_ci, abs=1e-12)
+    assert rank_agreement(acc, acc, n_boot=100).kendall_replicates is None  # nothing to resample
     with pytest.raises(UserError, match="same models"):
         rank_agreement(acc, new_same[:3])
 

@@ -7,7 +7,9 @@ import torch
 
 from mlmyths import data
 from mlmyths.errors import ConfigError
-from mlmyths.reuse.zoo import FAMILIES, ZooConfig, _knn_predictions, _ridge_predictions, train_family
+from mlmyths.reuse.zoo import (
+    FAMILIES, ZooConfig, _knn_predictions, _principal_directions, _ridge_predictions, train_family,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,20 @@ def test_every_family_learns_digits(digits):
         assert best > 0.5, f"{family}: best candidate only {best:.2f} on digits"
     assert len(FAMILIES) >= 12 and len(set(names)) == len(names) >= 30
     assert "cnn-medium@3ep" in names and "knn(k=1)" in names
+
+
+def test_principal_directions_span_the_same_subspace_either_way():
+    """Fewer images than pixels takes the SVD of the data; the scatter matrix's eigenvectors span the same
+    top-k subspace (equal projectors), so kNN on the projections is the same."""
+    rng = np.random.default_rng(1)
+    scales = np.linspace(3.0, 0.1, 40)  # distinct variances: a well-defined top-5 subspace
+    data_ = rng.normal(size=(25, 40)) * scales
+    centred = (data_ - data_.mean(0)).astype(np.float32)
+    thin = _principal_directions(centred, 5)  # N = 25 < D = 40: SVD
+    tall = _principal_directions(np.vstack([centred, -centred]), 5)  # N = 50 >= D: eigh, same scatter up to 2x
+    assert thin.shape == tall.shape == (40, 5)
+    np.testing.assert_allclose(thin @ thin.T, tall @ tall.T, atol=1e-4)
+    np.testing.assert_allclose(thin.T @ thin, np.eye(5), atol=1e-5)
 
 
 def test_ridge_matches_the_normal_equations():
