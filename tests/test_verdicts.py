@@ -103,9 +103,10 @@ def test_calibration_of_a_t_interval_claim_matches_theory():
         m, lo, hi, n = t_interval(values)
         return [c.judge(Estimate(m, lo, hi, n, "t"))]
 
-    truths = {"paper": {"c": 1.0}, "threshold": {"c": 0.0}, "other": {"c": -1.0}}
+    truths = claims.scenarios([c], {"c": 1.0}, {"c": -1.0})
+    assert truths == {"paper": {"c": 1.0}, "threshold:c": {"c": 0.0}, "other:c": {"c": -1.0}}
     cal = claims.calibrate([c], evaluate, lambda t, rng: t["c"] + rng.standard_normal(10), truths, draws=4000)
-    at = cal.rates["threshold"]["c"]
+    at = cal.rates["threshold:c"]["c"]
     assert abs(at["reproduced"] - 0.025) < 0.01 and abs(at["contradicted"] - 0.025) < 0.01
     from scipy import stats
 

@@ -258,13 +258,15 @@ def by_id(claims: Sequence[Claim]) -> dict[str, Claim]:
 # -- calibration by simulation --------------------------------------------------------------------
 
 
-Scenario = Literal["paper", "threshold", "other"]
-SCENARIOS: tuple[str, ...] = get_args(Scenario)
-
-
 @dataclass(frozen=True)
 class Calibration:
-    """Outcome frequencies of each claim (and of the verdict) under simulated truths."""
+    """Outcome frequencies of each claim (and of the verdict) under simulated truths.
+
+    Scenarios: ``paper`` (every statistic on the paper's side), and for each claim ``c``
+    ``threshold:c`` (``c`` exactly at its threshold) and ``other:c`` (``c`` well on the other side),
+    with every other claim on the paper's side, so a claim gated by a prerequisite is calibrated
+    with its prerequisite met.
+    """
 
     draws: int
     rates: dict[str, dict[str, dict[str, float]]]  #: scenario -> claim id -> outcome -> frequency
@@ -272,25 +274,35 @@ class Calibration:
     truths: dict[str, dict[str, float]] = field(default_factory=dict)  #: scenario -> claim id -> true value
 
     def wrong_direction(self, claims: Sequence[Claim]) -> dict[str, float]:
-        """Per claim, the largest frequency of a wrong-direction outcome: reproduced when the claim
-        is false (the ``other`` scenario) or contradicted when it is true (``paper`` and
-        ``threshold``: at the threshold the claim holds, just)."""
+        """Per claim, the largest frequency of a wrong-direction outcome: contradicted when the claim
+        is true (on the paper's side, or exactly at its threshold, where it holds just) and reproduced
+        when it is false (on the other side) or only just true (at the threshold)."""
         worst: dict[str, float] = {}
         for c in claims:
-            rates = [self.rates[s][c.id].get("contradicted", 0.0) for s in ("paper", "threshold") if s in self.rates]
-            if "threshold" in self.rates:
-                rates.append(self.rates["threshold"][c.id].get("reproduced", 0.0))
-            if "other" in self.rates:
-                rates.append(self.rates["other"][c.id].get("reproduced", 0.0))
-            worst[c.id] = max(rates) if rates else float("nan")
+            at, other = self.rates[f"threshold:{c.id}"][c.id], self.rates[f"other:{c.id}"][c.id]
+            worst[c.id] = max(self.rates["paper"][c.id]["contradicted"], at["contradicted"], at["reproduced"],
+                              other["reproduced"])
         return worst
 
     def power(self, claim_id: str) -> float:
         """How often a true claim at the paper's effect comes out reproduced."""
-        return self.rates["paper"][claim_id].get("reproduced", 0.0)
+        return self.rates["paper"][claim_id]["reproduced"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def scenarios(claims: Sequence[Claim], paper: Mapping[str, float], other: Mapping[str, float]
+              ) -> dict[str, dict[str, float]]:
+    """The scenarios of :class:`Calibration`: ``paper``, and per claim ``threshold:ID`` (its statistic
+    exactly at the threshold -- the margin's edge on the side of ``other`` for ``within``) and
+    ``other:ID``, every other claim on the paper's side."""
+    out = {"paper": dict(paper)}
+    for c in claims:
+        edge = c.threshold if c.test != "within" else math.copysign(c.threshold, other[c.id] or 1.0)
+        out[f"threshold:{c.id}"] = {**paper, c.id: edge}
+        out[f"other:{c.id}"] = {**paper, c.id: other[c.id]}
+    return out
 
 
 def calibrate(claims: Sequence[Claim], evaluate: Callable[[Any], Sequence[ClaimResult]],
@@ -299,10 +311,9 @@ def calibrate(claims: Sequence[Claim], evaluate: Callable[[Any], Sequence[ClaimR
     """Feed ``evaluate`` (an experiment's claim evaluation) ``draws`` simulated measurements per
     scenario and count the outcomes.
 
-    ``truths[scenario][claim_id]`` is the true value of each claim's statistic in that scenario
-    (``paper``: well on the paper's side; ``threshold``: exactly at the threshold, or the margin
-    for ``within``; ``other``: well on the other side); ``simulate(truth, rng)`` returns the
-    measurements ``evaluate`` takes, with realistic noise at the run's sample sizes.
+    ``truths[scenario][claim_id]`` is the true value of each claim's statistic in that scenario (see
+    :func:`scenarios`); ``simulate(truth, rng)`` returns the measurements ``evaluate`` takes, with
+    realistic noise at the run's sample sizes.
     """
     index = by_id(claims)
     rates: dict[str, dict[str, dict[str, float]]] = {}
@@ -322,17 +333,3 @@ def calibrate(claims: Sequence[Claim], evaluate: Callable[[Any], Sequence[ClaimR
         rates[scenario] = {cid: {o: n / draws for o, n in c.items()} for cid, c in counts.items()}
         verdicts[scenario] = {o: n / draws for o, n in vcounts.items()}
     return Calibration(draws, rates, verdicts, {s: dict(t) for s, t in truths.items()})
-
-
-def threshold_truths(claims: Sequence[Claim], paper: Mapping[str, float], other: Mapping[str, float]
-                     ) -> dict[str, dict[str, float]]:
-    """The three scenarios of :func:`calibrate`: ``paper`` and ``other`` as given, ``threshold``
-    with every claim's statistic exactly at its threshold (the margin's edge for ``within``,
-    on the side of ``other``)."""
-    at = {}
-    for c in claims:
-        if c.test == "within":
-            at[c.id] = math.copysign(c.threshold, other.get(c.id, c.threshold) or c.threshold)
-        else:
-            at[c.id] = c.threshold
-    return {"paper": dict(paper), "threshold": at, "other": dict(other)}

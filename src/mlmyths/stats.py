@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from mlmyths.errors import UserError
 
@@ -95,7 +95,7 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     mean, std, n = mean_std(values)
     if n < 2:
         return mean, float("nan"), float("nan"), n
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
+    half = float(special.stdtrit(n - 1, 0.5 + confidence / 2) * std / np.sqrt(n))  # t quantile, fast
     return mean, mean - half, mean + half, n
 
 
@@ -133,7 +133,7 @@ def crossed_mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[
         return mean, mean, mean, k, n
     denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
     df = se2 ** 2 / denom if denom > 0 else float(n - 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
+    half = float(special.stdtrit(df, 0.5 + confidence / 2)) * float(np.sqrt(se2))
     return mean, mean - half, mean + half, k, n
 
 
