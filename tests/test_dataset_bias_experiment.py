@@ -106,6 +106,9 @@ def test_the_paper_preset_takes_image_folders_offline(tmp_path):
             Image.fromarray(image).save(folder / f"{i}.png")
         specs.append(f"{name}={tmp_path / name}")
     (tmp_path / "thin" / "1" / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "thick" / "extra").mkdir()  # a class only one source has: outside the shared label space
+    for i in range(10):
+        Image.fromarray(np.eye(12, dtype=np.uint8) * 200).save(tmp_path / "thick" / "extra" / f"{i}.png")
     proc = run_cli("run", "dataset-bias", "--scale", "paper", "--out", str(tmp_path / "runs"), "--quiet",
                    "--set", f"sources={','.join(specs)}", "--set", "content_sources=",
                    "--set", "class_n_train=8", "--set", "class_n_test=4", "--set", "n_train=40", "--set", "n_test=20",
@@ -118,6 +121,8 @@ def test_the_paper_preset_takes_image_folders_offline(tmp_path):
     sources = {row["source"]: row for row in record["tables"]["sources"]}
     assert sources["thick"]["origin"] == str(tmp_path / "thick") and sources["thick"]["native_size"] == "12x12"
     assert sources["thin"]["skipped_files"] == 1 and sources["thin"]["images"] == 120
+    assert sources["thick"]["classes"] == 3 and record["metrics"]["shared_classes"] == 2
+    assert {row["classes"] for row in record["tables"]["within_class_naming"]} == {2}
     assert any("'thin': 1 file(s) could not be decoded" in n for n in record["notes"])
 
 

@@ -432,13 +432,15 @@ def _classifier(cfg: Config, ctx: RunContext) -> Classifier:
                       device=str(ctx.device))
 
 
-def _name_group(cfg: Config, ctx: RunContext, group: Sequence[Source], seed: int) -> dict[str, Any]:
-    """Within-class naming of ``group`` after signature removal: one classifier per shared class."""
+def _name_group(cfg: Config, ctx: RunContext, group: Sequence[Source], classes: Sequence[str],
+                seed: int) -> dict[str, Any]:
+    """Within-class naming of ``group`` after signature removal: one classifier per class of ``classes``
+    (those every source of the label space has, so every pair is measured on the same classes)."""
     names = [g.name for g in group]
     return name_within_class({g.name: g for g in group}, features=cfg.features, n_train=cfg.class_n_train,
                              n_test=cfg.class_n_test, seed=ctx.seed_for("train", *names, seed),
                              test_seed=ctx.seed_for("test", *names), size=cfg.image_size, remove=cfg.remove,
-                             classifier=_classifier(cfg, ctx)).to_dict()
+                             classifier=_classifier(cfg, ctx), classes=classes).to_dict()
 
 
 def _cross_pair(cfg: Config, ctx: RunContext, pair: Sequence[Source], seed: int) -> dict[str, Any]:
@@ -466,15 +468,16 @@ def _tasks(cfg: Config, ctx: RunContext, sources: Sequence[Source], content: Seq
            control: Mapping[str, Source]) -> dict[str, Callable[[], Any]]:
     """One wave of independent tasks: every pair is one task per seed."""
     tasks: dict[str, Callable[[], Any]] = {}
-    curve = (*cfg.curve, cfg.n_train)
+    curve, classes = (*cfg.curve, cfg.n_train), shared_classes(sources)
     for s in range(cfg.seeds):
         for a, b in combinations(sources, 2):
-            tasks[f"name-{a.name}-{b.name}-s{s}"] = lambda a=a, b=b, s=s: _name_group(cfg, ctx, (a, b), s)
+            tasks[f"name-{a.name}-{b.name}-s{s}"] = lambda a=a, b=b, s=s: _name_group(cfg, ctx, (a, b), classes, s)
             tasks[f"cross-{a.name}-{b.name}-s{s}"] = lambda a=a, b=b, s=s: _cross_pair(cfg, ctx, (a, b), s)
         for a, b in combinations(control.values(), 2):
-            tasks[f"control-{a.name}-{b.name}-s{s}"] = lambda a=a, b=b, s=s: _name_group(cfg, ctx, (a, b), s)
+            tasks[f"control-{a.name}-{b.name}-s{s}"] = lambda a=a, b=b, s=s: _name_group(
+                cfg, ctx, (a, b), classes, s)
         if control:
-            tasks[f"control-mixture-s{s}"] = lambda s=s: _name_group(cfg, ctx, tuple(control.values()), s)
+            tasks[f"control-mixture-s{s}"] = lambda s=s: _name_group(cfg, ctx, tuple(control.values()), classes, s)
         for tag, remove in (("raw", ()), ("removed", cfg.remove)):
             tasks[f"ntd-{tag}-s{s}"] = lambda r=remove, s=s: _name_all(cfg, ctx, sources, r, s, curve)
         for c in content:
