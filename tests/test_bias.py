@@ -9,9 +9,10 @@ import torch
 
 from mlmyths.bias import (
     Classifier, CrossDataset, as_source, clopper_pearson, cross_dataset_table, dataset_value, harmonize, hog,
-    match_histograms, match_moments, name_that_dataset, normalize_framing, percent_drop, prepare,
-    pseudo_datasets, remove_signatures,
+    match_histograms, match_moments, name_that_dataset, name_within_class, normalize_framing, percent_drop, prepare,
+    pseudo_datasets, remove_signatures, shared_classes,
 )
+from mlmyths.bias.measures import _test_then_train
 from mlmyths.bias.signatures import reference_quantiles
 from mlmyths.data.synthetic import font_digits
 from mlmyths.errors import UserError
@@ -198,6 +199,55 @@ def test_name_that_dataset_input_errors():
         name_that_dataset({"a": a.astype(np.float32), "b": a}, n_train=10, n_test=10, size=8)
 
 
+def test_pseudo_datasets_by_class_split_every_class_evenly_and_keep_labels():
+    images, labels = font_digits(203, size=8, seed=0)  # 20 or 21 of each digit
+    parts = pseudo_datasets((images, labels), 2, seed=1, name="half", by_class=True)
+    a, b = parts["half1"], parts["half2"]
+    assert a.classes == b.classes == tuple(str(d) for d in range(10))
+    assert np.bincount(a.labels.numpy()).tolist() == np.bincount(b.labels.numpy()).tolist() == [10] * 10
+    both = torch.cat([a.images, b.images]).reshape(200, -1)
+    assert len(torch.unique(both, dim=0)) == len(torch.unique(both, dim=0, sorted=False))  # disjoint draws
+    assert pseudo_datasets(images, 2, seed=1)["part1"].labels is None  # unlabeled in, unlabeled out
+
+
+def _planted(n: int, seed: int, mark: bool) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = font_digits(n, size=16, seed=seed)
+    if mark:
+        images[:, :, -3:, :] = np.maximum(images[:, :, -3:, :], 160)  # a bright strip along the bottom edge
+    return images, labels
+
+
+def test_name_within_class_tells_a_planted_bias_apart_per_class_with_one_test_set_for_every_seed():
+    a, b, c = _planted(300, 1, False), _planted(300, 2, True), _planted(300, 3, False)
+    options = dict(features="hog", n_train=12, n_test=8, test_seed=5, size=16, remove=("histogram",))
+    r0 = name_within_class({"a": a, "b": b}, seed=0, **options)
+    r1 = name_within_class({"a": a, "b": b}, seed=1, **options)
+    assert r0.classes == tuple(str(d) for d in range(10)) and r0.chance == 0.5
+    assert r0.correct.shape == (10, 2, 8) and r0.test_index.shape == (2, 10, 8)
+    np.testing.assert_array_equal(r0.test_index, r1.test_index)  # the seed redraws training images only
+    for s, (images, labels) in enumerate((a, b)):  # test image i of class c is an image of class c
+        assert (labels[r0.test_index[s]] == np.arange(10)[:, None]).all()
+    np.testing.assert_array_equal(r0.correct.sum(2), np.diagonal(r0.confusion, axis1=1, axis2=2))
+    assert r0.accuracy > 0.85 and r0.class_accuracy.min() > 0.6
+    same = name_within_class({"a": a, "c": c}, seed=0, **options)  # one process, two draws: near chance
+    assert abs(same.accuracy - 0.5) < 0.15
+    record = r0.to_dict()
+    assert record["correct"].dtype == np.uint8 and record["classes"] == list(r0.classes)
+
+
+def test_name_within_class_input_errors():
+    a = _planted(40, 0, False)
+    with pytest.raises(UserError, match="needs labeled sources; b have no labels"):
+        name_within_class({"a": a, "b": a[0]})
+    with pytest.raises(UserError, match=r"classes \['x'\] are not shared"):
+        name_within_class({"a": a, "b": a}, classes=("x",))
+    with pytest.raises(UserError, match="has 4 images of class '0' but n_train=3 \\+ n_test=2 needs 5"):
+        name_within_class({"a": a, "b": a}, n_train=3, n_test=2, size=16)
+    fashion_like = (a[0], (a[1] + 1) % 10)  # the same names, other images: classes are matched by name
+    assert shared_classes([as_source("a", a), as_source("f", fashion_like)]) == tuple(str(d) for d in range(10))
+    assert shared_classes([as_source("a", a), as_source("u", a[0])]) == ()
+
+
 # -- cross-dataset generalization, percent drop, dataset value ----------------------------------------
 
 
@@ -279,6 +329,23 @@ def test_cross_dataset_table_finds_a_drop_only_where_sources_differ():
     assert binary.metric == "average_precision" and binary.classes == ("1",)
     assert binary.matrix[0, 0] > 0.95 and binary.matrix[0, 1] < 0.6
     np.testing.assert_allclose(binary.chance, 0.5)  # test sets are drawn class-balanced
+
+
+def test_cross_dataset_draws_one_test_set_for_every_seed_and_keeps_each_images_outcome():
+    labels = np.arange(40) % 4
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(1)
+    first = _test_then_train(labels, 8, 12, rng_a, np.random.default_rng([3, 0]))
+    second = _test_then_train(labels, 8, 12, rng_b, np.random.default_rng([3, 0]))
+    np.testing.assert_array_equal(first[:8], second[:8])  # the same test images
+    assert not set(first[8:]) & set(first[:8]) and np.bincount(labels[first[:8]]).tolist() == [2] * 4
+    assert np.bincount(labels[first[8:]]).tolist() == [3] * 4 and len(set(first)) == 20
+    a, b = _coded(300, [0, 1, 2, 3], seed=0), _coded(300, [3, 2, 1, 0], seed=1)
+    tables = [cross_dataset_table({"a": a, "b": b}, features="pixels", n_train=(20, 60), n_test=40, seed=s,
+                                  test_seed=9, size=16) for s in (0, 1)]
+    for table in tables:
+        assert table.correct.shape == (2, 2, 40)
+        np.testing.assert_allclose(table.correct.mean(2), table.matrix)  # the outcomes behind the largest size
+    assert tables[0].to_dict()["correct"].dtype == np.uint8
 
 
 def test_cross_dataset_table_input_errors():

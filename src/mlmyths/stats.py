@@ -179,3 +179,32 @@ def simultaneous_min(values: ArrayLike, lows: ArrayLike, highs: ArrayLike) -> tu
     if v.size == 0:
         return float("nan"), float("nan"), float("nan")
     return float(v.min()), float(lo.min()), float(hi.min())
+
+
+def crossed_mean_intervals(tables: ArrayLike, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`crossed_mean_interval` of each of a stack of equally shaped ``(seeds, examples)`` tables,
+    vectorised (one t quantile call for the stack): arrays ``(mean, low, high)``, each ``(R,)``.
+
+    For claims that quantify over many pairs or models, evaluated thousands of times in the
+    calibration by simulation.
+
+    >>> tables = np.array([[[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 0.0, 1.0]]] * 2)  # (R=2, seeds=2, examples=4)
+    >>> mean, low, high = crossed_mean_intervals(tables)
+    >>> mean.tolist(), bool(np.allclose(low, crossed_mean_interval(tables[0])[1]))
+    ([0.75, 0.75], True)
+    """
+    _check_confidence(confidence)
+    t = np.asarray(tables, dtype=float)
+    if t.ndim != 3 or t.shape[2] < 2:
+        raise UserError(f"crossed_mean_intervals needs a stack of (seeds, examples) tables with >= 2 examples, "
+                        f"got shape {t.shape}")
+    _, k, n = t.shape
+    mean = t.mean(axis=(1, 2))  # (R,)
+    col_var = t.mean(axis=1).var(axis=1, ddof=1) / n  # (R,) examples' term
+    row_var = t.mean(axis=2).var(axis=1, ddof=1) / k if k > 1 else np.zeros_like(mean)  # (R,) seeds' term
+    se2 = row_var + col_var
+    denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denom > 0, se2 ** 2 / np.where(denom > 0, denom, 1.0), float(n - 1))
+    half = np.where(se2 > 0, stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2), 0.0)
+    return mean, mean - half, mean + half

@@ -5,7 +5,8 @@ Battle on Dataset Bias: Are We There Yet?", ICLR 2025. The study's methods as co
 
 - :func:`name_that_dataset`: can a classifier tell which dataset an image came from?
   (accuracy, chance, Clopper-Pearson interval, confusion, recall, learning curve);
-  :func:`pseudo_datasets` for the control that must stay at chance.
+  :func:`pseudo_datasets` for the control that must stay at chance;
+  :func:`name_within_class` for one object class at a time (outcomes per test image).
 - :func:`cross_dataset_table`: train on each dataset, test on each; self vs mean-others
   and percent drop (:func:`percent_drop`).
 - :func:`dataset_value`: the "market value" of a training sample, read off learning curves.
@@ -30,8 +31,9 @@ from __future__ import annotations
 from mlmyths.bias.classifiers import FEATURES, Classifier
 from mlmyths.bias.hog import hog
 from mlmyths.bias.measures import (
-    CrossDataset, DatasetValue, NamingResult, binomial_p_value, clopper_pearson, cross_dataset_table,
-    dataset_value, name_that_dataset, percent_drop, prepare, pseudo_datasets,
+    CrossDataset, DatasetValue, NamingResult, WithinClassNaming, binomial_p_value, clopper_pearson,
+    cross_dataset_table, dataset_value, name_that_dataset, name_within_class, percent_drop, prepare, pseudo_datasets,
+    shared_classes,
 )
 from mlmyths.bias.signatures import STEPS, match_histograms, match_moments, normalize_framing, remove_signatures
 from mlmyths.bias.sources import (
@@ -39,9 +41,9 @@ from mlmyths.bias.sources import (
 )
 
 __all__ = [
-    "FEATURES", "STEPS", "Classifier", "CrossDataset", "DatasetValue", "NamingResult", "Source",
+    "FEATURES", "STEPS", "Classifier", "CrossDataset", "DatasetValue", "NamingResult", "Source", "WithinClassNaming",
     "as_source", "binomial_p_value", "clopper_pearson", "cross_dataset_table", "dataset_value", "harmonize",
     "hog", "load_idx", "load_image_folder", "load_source", "match_histograms", "match_moments",
-    "name_that_dataset", "normalize_framing", "percent_drop", "prepare", "pseudo_datasets",
-    "remove_signatures", "subsample",
+    "name_that_dataset", "name_within_class", "normalize_framing", "percent_drop", "prepare", "pseudo_datasets",
+    "remove_signatures", "shared_classes", "subsample",
 ]

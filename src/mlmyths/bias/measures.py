@@ -8,13 +8,19 @@ Torralba & Efros, "Unbiased Look at Dataset Bias", CVPR 2011:
   :func:`name_that_dataset` returns accuracy, chance, a Clopper-Pearson interval, the
   one-sided binomial p-value against chance, the confusion matrix, per-source recall and
   the learning curve.
+- **Name That Dataset within one class** (the paper's car crops: the object held fixed, so
+  what is left is how each dataset captured it): :func:`name_within_class` trains one
+  classifier per class shared by the sources and keeps every test image's outcome
+  (for intervals over test images); its test images can be fixed across training seeds.
 - **Pseudo-datasets** (Liu & He, "A Decade's Battle on Dataset Bias: Are We There Yet?",
   ICLR 2025, Sec. 4.3): random splits of *one* dataset must be indistinguishable, so the
   same classifier must land at chance -- the control that shows the classifier learns
   datasets rather than memorizing images. :func:`pseudo_datasets` makes such splits.
 - **Cross-dataset generalization** (Sec. 3.1, Table 2): train on each dataset, test on
   each; the table of self vs mean-others performance and the percent drop
-  ``(self - mean others) / self``. :func:`cross_dataset_table`, :func:`percent_drop`.
+  ``(self - mean others) / self``. :func:`cross_dataset_table`, :func:`percent_drop`; the
+  outcome of every test image at the largest training size is kept (``correct``), so a
+  drop can be measured paired over the same test images.
 - **Dataset value** (Sec. "Measuring Dataset's Value", the "market value" of a training
   sample): how many training samples of the test dataset B one sample of dataset A is
   worth. :func:`dataset_value` reads it off learning curves: if training on ``n`` samples
@@ -51,7 +57,7 @@ from mlmyths.errors import UserError
 from mlmyths.progress import ProgressFactory, no_progress
 
 __all__ = ["prepare", "clopper_pearson", "binomial_p_value", "NamingResult", "name_that_dataset",
-           "pseudo_datasets", "percent_drop", "DatasetValue", "dataset_value", "CrossDataset",
+           "WithinClassNaming", "name_within_class", "shared_classes", "pseudo_datasets", "percent_drop", "DatasetValue", "dataset_value", "CrossDataset",
            "cross_dataset_table"]
 
 
@@ -220,18 +226,162 @@ def name_that_dataset(sources: Mapping[str, Any], *, features: str = "hog", n_tr
                         {"notes": notes} if notes else {})
 
 
-def pseudo_datasets(source: Any, k: int, *, seed: int = 0, name: str = "part") -> dict[str, Source]:
+# -- Name That Dataset within one class -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithinClassNaming:
+    """The outcome of :func:`name_within_class`: every test image's outcome, per class and source."""
+
+    names: tuple[str, ...]  # the sources (classes of each dataset classifier)
+    classes: tuple[str, ...]  # the object classes shared by all sources, one classifier each
+    features: str  # hog | pixels | cnn
+    remove: tuple[str, ...]  # signature-removal steps applied
+    n_train: int  # training images per source and class
+    n_test: int  # test images per source and class
+    correct: np.ndarray  # (C, S, n_test) bool: test image i of source s in class c named correctly
+    confusion: np.ndarray  # (C, S, S) counts: per class, rows true source, columns predicted source
+    test_index: np.ndarray  # (S, C, n_test) int: which image of each source was test image i of class c
+    notes: tuple[str, ...] = ()  # problems met on the way (e.g. an SVM that did not converge)
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy over every test image of every class."""
+        return float(self.correct.mean())
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing (balanced test sets): 1 / number of sources."""
+        return 1.0 / len(self.names)
+
+    @property
+    def class_accuracy(self) -> np.ndarray:
+        """``(C,)`` accuracy within each class."""
+        return self.correct.reshape(len(self.classes), -1).mean(1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "classes": list(self.classes), "features": self.features,
+                "remove": list(self.remove), "n_train": self.n_train, "n_test": self.n_test,
+                "accuracy": self.accuracy, "chance": self.chance, "class_accuracy": self.class_accuracy.tolist(),
+                "correct": self.correct.astype(np.uint8), "confusion": self.confusion, "test_index": self.test_index,
+                "notes": list(self.notes)}
+
+
+def _class_names(s: Source) -> np.ndarray:
+    """The class name of every image of a labeled source."""
+    assert s.labels is not None
+    return np.array(s.classes, dtype=object)[s.labels.numpy()]
+
+
+def shared_classes(sources: Sequence[Source]) -> tuple[str, ...]:
+    """Class names every source has, in the first source's order (unlabeled sources share none)."""
+    if any(not s.labeled for s in sources):
+        return ()
+    return tuple(c for c in sources[0].classes if all(c in s.classes for s in sources[1:]))
+
+
+def name_within_class(sources: Mapping[str, Any], *, features: str = "hog", n_train: int = 50, n_test: int = 30,
+                      seed: int = 0, test_seed: int | None = None, size: int = 16, channels: int | str = "auto",
+                      remove: Sequence[str] = (), classifier: Classifier | None = None,
+                      classes: Sequence[str] | None = None) -> WithinClassNaming:
+    """Name That Dataset one object class at a time (Torralba & Efros's car crops): the content is
+    held fixed, so a classifier that still tells the sources apart finds how each captured it.
+
+    For every class shared by the labeled ``sources`` (or each of ``classes``), one classifier is
+    trained on ``n_train`` images of that class per source and names the source of ``n_test``
+    other images of it per source. The test images are drawn with ``test_seed`` alone (default:
+    ``seed``) and the training images from the rest with ``seed``, so runs with different seeds
+    and one ``test_seed`` share their test images (a crossed seeds x images design). Signature
+    removal (``remove``, :func:`prepare`) is applied to all drawn images of the sources together.
+    Other parameters as :func:`name_that_dataset`.
+
+    >>> import numpy as np
+    >>> y = np.arange(80) % 2
+    >>> bright, dark = (np.full((80, 8, 8), 200, np.uint8), y), (np.full((80, 8, 8), 50, np.uint8), y)
+    >>> r = name_within_class({"bright": bright, "dark": dark}, features="pixels", n_train=20, n_test=10, size=8)
+    >>> r.classes, r.correct.shape, r.accuracy
+    (('0', '1'), (2, 2, 10), 1.0)
+    """
+    named = _named(sources)
+    unlabeled = [s.name for s in named if not s.labeled]
+    if unlabeled:
+        raise UserError(f"name_within_class needs labeled sources; {', '.join(unlabeled)} have no labels")
+    common = shared_classes(named)
+    chosen = tuple(common if classes is None else classes)
+    missing = [c for c in chosen if c not in common]
+    if missing or not chosen:
+        raise UserError(f"classes {missing or list(chosen)} are not shared by every source; shared: {list(common)}")
+    if n_train < 1 or n_test < 1:
+        raise UserError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    test_rng = np.random.default_rng([seed if test_seed is None else test_seed, 0])
+    train_rng = np.random.default_rng([seed, 1])
+    picked, test_index = [], []
+    for s in named:
+        names = _class_names(s)
+        tests, trains = [], []
+        for c in chosen:
+            members = np.flatnonzero(names == c)
+            if len(members) < n_train + n_test:
+                raise UserError(f"source {s.name!r} has {len(members)} images of class {c!r} but n_train={n_train} + "
+                                f"n_test={n_test} needs {n_train + n_test}; lower them or give more images")
+            members = members[test_rng.permutation(len(members))]
+            tests.append(members[:n_test])
+            rest = members[n_test:]
+            trains.append(rest[train_rng.permutation(len(rest))[:n_train]])
+        order = torch.from_numpy(np.concatenate(tests + trains))  # (C * n_test + C * n_train,): tests first
+        picked.append(replace(s, images=s.images[order], labels=None))
+        test_index.append(np.stack(tests))  # (C, n_test)
+    clf = _classifier(features, classifier)
+    reps = [clf.represent(x) for x in prepare(picked, size=size, channels=channels, remove=remove)]
+    k, n_classes = len(named), len(chosen)
+    correct = np.zeros((n_classes, k, n_test), dtype=bool)
+    confusion = np.zeros((n_classes, k, k), dtype=np.int64)
+    truth = np.repeat(np.arange(k), n_test)  # (S * n_test,)
+    notes: list[str] = []
+    start = n_classes * n_test  # where the training images begin
+    for c in range(n_classes):
+        train_x = torch.cat([r[start + c * n_train:start + (c + 1) * n_train] for r in reps])  # (S * n_train, ...)
+        test_x = torch.cat([r[c * n_test:(c + 1) * n_test] for r in reps])  # (S * n_test, ...)
+        (scores,) = clf.fit_predict(train_x, torch.arange(k).repeat_interleave(n_train), [test_x], seed=seed,
+                                    notes=notes)
+        predicted = scores.argmax(1)
+        correct[c] = (predicted == truth).reshape(k, n_test)
+        np.add.at(confusion[c], (truth, predicted), 1)
+    return WithinClassNaming(tuple(s.name for s in named), chosen, clf.features, check_steps(remove), n_train, n_test,
+                             correct, confusion, np.stack(test_index), tuple(dict.fromkeys(notes)))
+
+
+def pseudo_datasets(source: Any, k: int, *, seed: int = 0, name: str = "part",
+                    by_class: bool = False) -> dict[str, Source]:
     """``k`` disjoint random parts of one source, of equal size (Liu & He 2025's control).
 
     Name That Dataset on these parts must give chance accuracy: they come from one
-    distribution, so anything above chance is memorization or a bug.
+    distribution, so anything above chance is memorization or a bug. Labels are kept;
+    with ``by_class`` (a labeled source) every class is split evenly among the parts, so
+    each part has the class counts a within-class comparison needs.
+
+    >>> import numpy as np
+    >>> parts = pseudo_datasets((np.zeros((10, 4, 4), np.uint8), np.arange(10) % 2), 2, by_class=True)
+    >>> [p.labels.tolist().count(0) for p in parts.values()]
+    [2, 2]
     """
     src = as_source(name, source)
     if k < 2 or len(src) < k:
         raise UserError(f"pseudo_datasets needs 2 <= k <= number of images, got k={k} for {len(src)} images")
-    per = len(src) // k
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(src))[:per * k]).reshape(k, per)
-    return {f"{name}{i + 1}": replace(src, name=f"{name}{i + 1}", images=src.images[idx], labels=None,
+    rng = np.random.default_rng(seed)
+    if by_class and src.labels is not None:
+        parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+        for c in np.unique(src.labels.numpy()):
+            members = rng.permutation(np.flatnonzero(src.labels.numpy() == c))
+            per = len(members) // k
+            for i in range(k):
+                parts[i].append(members[i * per:(i + 1) * per])
+        order = [torch.from_numpy(np.sort(np.concatenate(p))) for p in parts]
+    else:
+        per = len(src) // k
+        order = list(torch.from_numpy(rng.permutation(len(src))[:per * k]).reshape(k, per))  # k x (per,)
+    return {f"{name}{i + 1}": replace(src, name=f"{name}{i + 1}", images=src.images[idx],
+                                      labels=src.labels[idx] if src.labels is not None else None,
                                       origin=f"random part {i + 1}/{k} of {src.origin or src.name}")
             for i, idx in enumerate(order)}
 
@@ -313,6 +463,7 @@ class CrossDataset:
     chance: np.ndarray  # (S,) score of guessing on each test set
     n_test: int  # test images per source
     notes: tuple[str, ...] = ()  # problems met on the way (e.g. an SVM that did not converge)
+    correct: np.ndarray | None = None  # (S, S, n_test) bool at the largest size: trained on i, test image k of j right
 
     @property
     def matrix(self) -> np.ndarray:
@@ -355,7 +506,8 @@ class CrossDataset:
                 "self": summary["self"].tolist(), "mean_others": summary["mean_others"].tolist(),
                 "percent_drop": summary["percent_drop"].tolist(), "drops": self.drops().tolist(),
                 "values": [[v.value for v in row] for row in values],
-                "value_bounds": [[v.bound for v in row] for row in values], "notes": list(self.notes)}
+                "value_bounds": [[v.bound for v in row] for row in values], "notes": list(self.notes),
+                **({"correct": self.correct.astype(np.uint8)} if self.correct is not None else {})}
 
 
 def _task_labels(s: Source, task: str | Sequence[str] | None, common: Sequence[str]) -> tuple[Tensor, Tensor]:
@@ -381,10 +533,22 @@ def _balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return perm[np.argsort(rank, kind="stable")]
 
 
+def _test_then_train(labels: np.ndarray, n_test: int, n_train: int, rng: np.random.Generator,
+                     test_rng: np.random.Generator | None) -> np.ndarray:
+    """Indices: ``n_test`` test images, then ``n_train`` training images, each draw class-balanced.
+    With ``test_rng`` the test draw is made with it alone and the training draw with ``rng`` from
+    the rest; without, one balanced order from ``rng`` gives both."""
+    if test_rng is None:
+        return _balanced_order(labels, rng)[:n_test + n_train]
+    test = _balanced_order(labels, test_rng)[:n_test]
+    rest = np.setdiff1d(np.arange(len(labels)), test)
+    return np.concatenate([test, rest[_balanced_order(labels[rest], rng)[:n_train]]])
+
+
 def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str] | None = None,
                         features: str = "hog", n_train: int | Sequence[int] = 1000, n_test: int = 300,
-                        seed: int = 0, size: int = 16, channels: int | str = "auto", remove: Sequence[str] = (),
-                        classifier: Classifier | None = None,
+                        seed: int = 0, test_seed: int | None = None, size: int = 16, channels: int | str = "auto",
+                        remove: Sequence[str] = (), classifier: Classifier | None = None,
                         progress: ProgressFactory | None = None) -> CrossDataset:
     """Train on each labeled source and test on every source (Torralba & Efros, Sec. 3.1).
 
@@ -397,7 +561,11 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     n_train : training images per source; a list gives learning curves, needed by
         :meth:`CrossDataset.values`. Test and training images are drawn with the classes
         taking turns, so both are as class-balanced as the source allows.
-    Other parameters as :func:`name_that_dataset`.
+    test_seed : draw the test images with this seed alone (and the training images from the rest
+        with ``seed``), so runs with different seeds share their test images; default: both
+        drawn with ``seed``.
+    Other parameters as :func:`name_that_dataset`. The outcome of every test image at the largest
+    training size is kept in :attr:`CrossDataset.correct` (paired comparisons over test images).
     """
     from sklearn.metrics import average_precision_score
 
@@ -405,7 +573,7 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     unlabeled = [s.name for s in named if not s.labeled]
     if unlabeled:
         raise UserError(f"cross_dataset_table needs labeled sources; {', '.join(unlabeled)} have no labels")
-    common = [c for c in named[0].classes if all(c in s.classes for s in named[1:])]
+    common = list(shared_classes(named))
     if task is None:
         classes = tuple(common)
     else:
@@ -419,13 +587,14 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     sizes = _sizes(n_train)
     need = sizes[-1] + n_test
     rng = np.random.default_rng(seed)
+    test_rng = None if test_seed is None else np.random.default_rng([test_seed, 0])
     picked, labels = [], []
     for s in named:
         keep, y = _task_labels(s, task, classes)
         if len(keep) < need:
             raise UserError(f"source {s.name!r} has {len(keep)} images of the task's classes but "
                             f"n_train={sizes[-1]} + n_test={n_test} needs {need}")
-        chosen = torch.from_numpy(_balanced_order(y.numpy(), rng)[:need])  # test first, then training
+        chosen = torch.from_numpy(_test_then_train(y.numpy(), n_test, sizes[-1], rng, test_rng))
         picked.append(replace(s, images=s.images[keep[chosen]], labels=None))
         labels.append(y[chosen])
     clf = _classifier(features, classifier)
@@ -433,6 +602,7 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     tests = [x[:n_test] for x in images]
     test_labels = [y[:n_test].numpy() for y in labels]
     scores = np.zeros((len(named), len(named), len(sizes)))
+    correct = np.zeros((len(named), len(named), n_test), dtype=bool)
     notes: list[str] = []
     with (progress or no_progress)(len(named) * len(sizes), f"cross-dataset ({clf.features})") as bar:
         for i in range(len(named)):
@@ -440,6 +610,7 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
                 out = clf.fit_predict(images[i][n_test:n_test + n], labels[i][n_test:n_test + n], tests, seed=seed,
                                       notes=notes)
                 for j, (sc, yt) in enumerate(zip(out, test_labels)):
+                    correct[i, j] = sc.argmax(1) == yt
                     if binary:
                         scores[i, j, k] = average_precision_score(yt == 1, sc[:, 1])
                     else:
@@ -450,4 +621,4 @@ def cross_dataset_table(sources: Mapping[str, Any], *, task: str | Sequence[str]
     else:
         chance = np.array([float(np.bincount(y, minlength=len(classes)).max() / len(y)) for y in test_labels])
     return CrossDataset(tuple(s.name for s in named), classes, "average_precision" if binary else "accuracy",
-                        sizes, scores, chance, n_test, tuple(notes))
+                        sizes, scores, chance, n_test, tuple(notes), correct)

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from mlmyths.errors import DataError, UserError
 
-__all__ = ["Source", "as_source", "load_source", "load_image_folder", "load_idx", "harmonize", "subsample",
+__all__ = ["Source", "as_source", "load_source", "is_image_dataset", "load_image_folder", "load_idx", "harmonize", "subsample",
            "IMAGE_EXTENSIONS", "FONTS"]
 
 #: File endings read from image folders (case-insensitive).
@@ -129,7 +129,8 @@ def load_source(spec: str, *, limit: int | None = None, seed: int = 0, size: int
     """Load a source from a specification string.
 
     ``spec`` is a registered image dataset (``digits``, ``mnist``, ``fashion-mnist``,
-    ``cifar10``; train and test splits together), ``fonts`` (font-rendered digits,
+    ``cifar10``, also with a ``rehearsal-`` or ``permuted-`` prefix; train and test splits
+    together), ``fonts`` (font-rendered digits,
     ``limit`` images, default 2000), or ``NAME=PATH`` where PATH is an image folder
     ``PATH/CLASS/*.png|jpg``, an IDX images file, or a folder of IDX files. ``limit``
     keeps at most that many images (random, seeded); ``size`` resizes folder images
@@ -148,12 +149,22 @@ def load_source(spec: str, *, limit: int | None = None, seed: int = 0, size: int
         images, labels = font_digits(limit or 2000, size=font_size, seed=seed)
         return Source(FONTS, torch.from_numpy(images), torch.from_numpy(labels), tuple(str(d) for d in range(10)),
                       "font-rendered digits (matplotlib's bundled fonts, random affine jitter)")
-    elif name in data.dataset_names("images"):
+    elif is_image_dataset(name):
         source = as_source(name, data.load(name))
     else:
         raise UserError(f"unknown source {name!r}: use one of {', '.join(data.dataset_names('images'))}, "
                         f"{FONTS}, or NAME=PATH for an image folder (PATH/CLASS/*.png) or IDX files")
     return subsample(source, limit, seed)
+
+
+def is_image_dataset(name: str) -> bool:
+    """Whether ``name`` is a registered image dataset (a ``rehearsal-`` or ``permuted-`` prefix allowed)."""
+    from mlmyths import data
+
+    try:
+        return data.spec(name).kind == "images"
+    except DataError:
+        return False
 
 
 def _load_path(name: str, path: Path, *, size: int | None = None, limit: int | None = None,
