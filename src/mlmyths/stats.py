@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from mlmyths.errors import UserError
 
@@ -39,8 +39,10 @@ def clopper_pearson(k: ArrayLike, n: ArrayLike, alpha: float = 0.05) -> tuple[An
         raise UserError(f"clopper_pearson needs 0 <= k <= n and n >= 1, got k={k!r}, n={n!r}")
     kf, nf = k_arr.astype(np.float64), n_arr.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.where(kf > 0, stats.beta.ppf(alpha / 2, kf, nf - kf + 1), 0.0)
-        high = np.where(kf < nf, stats.beta.ppf(1 - alpha / 2, kf + 1, nf - kf), 1.0)
+        # special.betaincinv is what stats.beta.ppf computes, without its per-call argument handling
+        # (claim evaluations run thousands of times in the calibration)
+        low = np.where(kf > 0, special.betaincinv(kf, nf - kf + 1, alpha / 2), 0.0)
+        high = np.where(kf < nf, special.betaincinv(kf + 1, nf - kf, 1 - alpha / 2), 1.0)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high
@@ -83,6 +85,12 @@ def bonferroni(confidence: float, comparisons: int) -> float:
     return 1.0 - (1.0 - confidence) / max(int(comparisons), 1)
 
 
+def _t_quantile(q: float, df: float) -> float:
+    """Student-t quantile: ``special.stdtrit``, what ``stats.t.ppf`` computes, without its per-call
+    argument handling (claim evaluations run thousands of times in the calibration)."""
+    return float(special.stdtrit(df, q))
+
+
 def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, float, float, int]:
     """Student-t interval for the mean of independent ``values`` (finite entries only):
     ``(mean, low, high, n)``; NaN ends with fewer than two values.
@@ -95,7 +103,7 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     mean, std, n = mean_std(values)
     if n < 2:
         return mean, float("nan"), float("nan"), n
-    half = float(special.stdtrit(n - 1, 0.5 + confidence / 2) * std / np.sqrt(n))  # t quantile, fast
+    half = float(_t_quantile(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
     return mean, mean - half, mean + half, n
 
 
@@ -133,7 +141,7 @@ def crossed_mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[
         return mean, mean, mean, k, n
     denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
     df = se2 ** 2 / denom if denom > 0 else float(n - 1)
-    half = float(special.stdtrit(df, 0.5 + confidence / 2)) * float(np.sqrt(se2))
+    half = float(_t_quantile(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
     return mean, mean - half, mean + half, k, n
 
 
@@ -206,5 +214,5 @@ def crossed_mean_intervals(tables: ArrayLike, confidence: float = 0.95) -> tuple
     denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denom > 0, se2 ** 2 / np.where(denom > 0, denom, 1.0), float(n - 1))
-    half = np.where(se2 > 0, stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(se2), 0.0)
+    half = np.where(se2 > 0, _t_quantile(0.5 + confidence / 2, df) * np.sqrt(se2), 0.0)
     return mean, mean - half, mean + half
