@@ -214,5 +214,5 @@ def crossed_mean_intervals(tables: ArrayLike, confidence: float = 0.95) -> tuple
     denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denom > 0, se2 ** 2 / np.where(denom > 0, denom, 1.0), float(n - 1))
-    half = np.where(se2 > 0, _t_quantile(0.5 + confidence / 2, df) * np.sqrt(se2), 0.0)
+    half = np.where(se2 > 0, special.stdtrit(df, 0.5 + confidence / 2) * np.sqrt(se2), 0.0)  # (R,)
     return mean, mean - half, mean + half
