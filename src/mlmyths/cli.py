@@ -240,13 +240,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parse_var(item: str) -> tuple[str, Any]:
+    from mlmyths.tensorcalc.ir import check_name
+    from mlmyths.tensorcalc.parse import kind_from_text
+
     name, sep, kind = item.partition("=")
     if not sep or not name.strip() or not kind.strip():
         raise UserError(f"--var expects NAME=KIND (scalar, vector, matrix or dimension names like n,m), got {item!r}")
-    kind = kind.strip()
-    if kind in ("scalar", "vector", "matrix"):
-        return name.strip(), kind
-    return name.strip(), tuple(d.strip() for d in kind.split(",") if d.strip())
+    name = check_name(name.strip(), f"--var {item!r}: the variable name")
+    return name, kind_from_text(kind, f"--var {item!r}")
 
 
 def cmd_derive(args: argparse.Namespace) -> int:

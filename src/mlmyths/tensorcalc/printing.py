@@ -2,7 +2,10 @@
 
 Matrix notation follows matrixcalculus.org: ``*`` matrix product, ``.*`` elementwise
 product, ``'`` transpose, ``.^`` elementwise power, ``diag(v)`` for a diagonal
-scaling, ``eye(n)`` for the identity. A product that has no matrix form (a 4th-order
+scaling, ``eye(n)`` for the identity, ``adj(X)`` for the adjugate (``adj(X)'``, the
+cofactor matrix, is the derivative of ``det(X)``; the k-th derivative tensor of ``det``
+prints as ``det_dk(X)``), ``step(x)`` for the Heaviside step (the derivative of
+``relu``). A product that has no matrix form (a 4th-order
 Hessian, say) prints in index notation ``(δ[i,k] * (V'*V)[j,l])[i,j,k,l]``: the
 factors with their index labels, then the labels of the result in brackets; a label
 that is repeated and not in the result is summed over. A subexpression used more than
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mlmyths.tensorcalc.ir import Apply, Const, Delta, Expr, Lin, MatFn, Product, Var, parents_count, topological
+from mlmyths.tensorcalc.ir import Apply, Const, Delta, Expr, Lin, MatFn, Pow, Product, Var, parents_count, topological
 
 LETTERS = "ijklpqrsuvwabcdefghmnotxyz"
 
@@ -88,7 +91,14 @@ class _Printer:
                 op = ".^" if node.arg.rank else "^"
                 return f"{self.wrap(node.arg, POSTFIX)}{op}{number(node.param)}", POWER  # type: ignore[arg-type]
             return f"{node.fn}({self.get(node.arg)[0]})", ATOM
+        if isinstance(node, Pow):
+            op = ".^" if node.rank else "^"
+            return f"{self.wrap(node.base, POSTFIX)}{op}{self.wrap(node.exponent, POSTFIX)}", POWER
         if isinstance(node, MatFn):
+            if node.fn == "det" and node.order == 1:
+                return f"adj({self.get(node.arg)[0]})'", POSTFIX  # the cofactor matrix
+            if node.fn == "det" and node.order > 1:
+                return f"det_d{node.order}({self.get(node.arg)[0]})", ATOM
             return f"{node.fn}({self.get(node.arg)[0]})", ATOM
         if isinstance(node, Product):
             return self.render_matrix(node) or self.render_index(node)
@@ -126,6 +136,8 @@ class _Printer:
     def operand_text(self, node: Expr, transposed: bool) -> str:
         """An operand inside a matrix-product chain, transposed if asked."""
         text, cls = self.get(node)
+        if transposed and isinstance(node, MatFn) and node.fn == "det" and node.order == 1 and node not in self.names:
+            return f"adj({self.get(node.arg)[0]})"  # (adj(X)')' = adj(X)
         if transposed and node.rank:  # vectors too: a transposed column is a row
             if isinstance(node, Product) and node not in self.names:
                 if _is_transpose(node):
