@@ -263,6 +263,17 @@ def test_det_in_compositions_at_singular_points(jnp):
     np.testing.assert_allclose(adj @ X, np.zeros((3, 3)), atol=1e-12)
 
 
+def test_log_det_keeps_its_inverse_form():
+    """det(X)^p * adj(X)' with p < 0 is det(X)^(p+1) * inv(X)': log(det(X)) differentiates like logdet."""
+    f = tc.parse("log(det(X))")
+    assert tc.to_string(tc.gradient(f, "X")) == "inv(X)'"
+    assert tc.hessian(f, "X") is tc.hessian(tc.parse("logdet(X)"), "X")
+    X = RNG.standard_normal((3, 3)) + 3 * np.eye(3)
+    g = tc.parse("det(X)^-2")
+    np.testing.assert_allclose(tc.compile(tc.gradient(g, "X"))(X=X), -2 * np.linalg.det(X) ** -2 * np.linalg.inv(X).T,
+                               rtol=1e-12)
+
+
 def test_det_derivative_in_torch_and_jax_backends(jnp):
     import torch
 
@@ -437,6 +448,7 @@ def test_cli_hostile_inputs_are_one_line_and_exit_2():
     _one_line_exit_2(run_cli("derive", "x'*A*x", "--wrt", "x", "--var", "A=matirx"), "did you mean 'matrix'")
     _one_line_exit_2(run_cli("derive", "x'*A*x", "--wrt", "x", "--var", "x=n,,m"), "expected scalar, vector, matrix")
     _one_line_exit_2(run_cli("derive", "x+" * 60_000 + "x", "--wrt", "x"), "more than the 100000 accepted")
+    _one_line_exit_2(run_cli("derive", "x'*A*x", "--wrt", "x", "--order", "100000"), "--order must be between 1 and 20")
 
 
 def test_cli_long_inputs_work():

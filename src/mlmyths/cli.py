@@ -257,8 +257,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
         raise UserError("the tensor calculus (mlmyths.tensorcalc) is not implemented yet")
     from mlmyths import tensorcalc as tc
 
-    if args.order < 1:
-        raise UserError(f"--order must be at least 1, got {args.order}")
+    if not 1 <= args.order <= 20:  # a k-th derivative has rank >= k: beyond 20 nothing can hold it
+        raise UserError(f"--order must be between 1 and 20, got {args.order}")
     kinds = dict(_parse_var(v) for v in args.var)
     f = tc.parse(args.expression, **kinds)
     derivative = tc.derivative(f, args.wrt, order=args.order)

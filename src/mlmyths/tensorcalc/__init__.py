@@ -15,6 +15,7 @@ that method:
 - :mod:`.diff` forward and reverse mode, any order;
 - :mod:`.printing` matrix / index notation;
 - :mod:`.codegen` compilation to numpy, torch or jax code;
+- :mod:`.kernels` numeric kernels the generated code calls (the derivatives of ``det``);
 - :mod:`.bench` the paper's three Hessian problems and the peer frameworks.
 
 >>> from mlmyths import tensorcalc as tc

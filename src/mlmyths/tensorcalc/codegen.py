@@ -691,6 +691,9 @@ class Compiled:
                             "pass variables=<the original expression> to tc.compile")
         self._by_name = {v.name: v for v in own + optional}
         self._own_names = [v.name for v in own]
+        self._optional_names = [v.name for v in optional]
+        self._dim_keywords = [str(d) for d in free if str(d) not in self._by_name]
+        self._sizes: dict[tuple[Any, ...], tuple[int, ...]] = {}  # checked sizes of free dims, by shapes
         self.param_names = self._own_names + [v.name for v in optional] + \
             [str(d) for d in free if not self.dim_sources[d]]
         self._cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -791,8 +794,16 @@ class Compiled:
                             f"{', '.join(self.param_names)}") from None
         except AttributeError:  # scalars as Python numbers, array-likes without a shape
             key = tuple([getattr(v, "shape", ()) for v in values])
-        if self.dim_params:
-            sizes = self._free_sizes(kwargs, values)
+        if self.dim_params:  # read (and check) once per combination of shapes
+            get = kwargs.get
+            shapes = (key, tuple([getattr(get(name), "shape", None) for name in self._optional_names]),
+                      tuple([get(name) for name in self._dim_keywords]))
+            try:
+                sizes = self._sizes[shapes]
+            except (KeyError, TypeError):  # TypeError: an unhashable dimension value, rejected below
+                sizes = self._free_sizes(kwargs, values)
+                if len(self._sizes) < 1024:
+                    self._sizes[shapes] = sizes
             values += sizes
             key += sizes
         fn = self._cache.get(key)

@@ -30,6 +30,11 @@ from mlmyths.tensorcalc.ir import Apply, Const, Delta, Expr, Lin, MatFn, Pow, Pr
 
 LETTERS = "ijklpqrsuvwabcdefghmnotxyz"
 
+
+def index_name(k: int) -> str:
+    """The k-th index name: i, j, k, ..., then i1, j1, ... (never two labels with one name)."""
+    return LETTERS[k % len(LETTERS)] + (str(k // len(LETTERS)) if k >= len(LETTERS) else "")
+
 # text classes, from tightest to loosest
 ATOM, POSTFIX, POWER, UNARY, ELEM, CHAIN, SUM = range(7)
 
@@ -82,8 +87,8 @@ class _Printer:
             if len(node.dims) == 1:
                 return f"eye({node.dims[0]})", ATOM
             r = len(node.dims)
-            pairs = " * ".join(f"δ[{LETTERS[i]},{LETTERS[r + i]}]" for i in range(r))
-            return f"({pairs})[{','.join(LETTERS[:2 * r])}]", ATOM
+            pairs = " * ".join(f"δ[{index_name(i)},{index_name(r + i)}]" for i in range(r))
+            return f"({pairs})[{','.join(index_name(k) for k in range(2 * r))}]", ATOM
         if isinstance(node, Lin):
             return self.render_lin(node)
         if isinstance(node, Apply):
@@ -303,11 +308,11 @@ class _Printer:
     def render_index(self, node: Product) -> tuple[str, int]:
         names: dict[int, str] = {}
         for label in node.output:
-            names[label] = LETTERS[len(names) % len(LETTERS)]
+            names[label] = index_name(len(names))
         for idx in node.indices:
             for label in idx:
                 if label not in names:
-                    names[label] = LETTERS[len(names) % len(LETTERS)]
+                    names[label] = index_name(len(names))
         factors = []
         for op, idx in zip(node.operands, node.indices):
             if isinstance(op, Delta):

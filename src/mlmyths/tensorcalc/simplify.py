@@ -432,6 +432,24 @@ def product(operands: Sequence[Expr], indices: Sequence[Sequence[int]], output: 
             coef *= dims[label]
             ones_left.remove(label)
 
+    # det(X)^p * adj(X)' with p < 0 (already undefined where X is singular) is
+    # det(X)^(p + 1) * inv(X)': the gradient of log(det(X)) is inv(X)'
+    for k, (op, idx) in enumerate(items):
+        if isinstance(op, MatFn) and op.fn == "det" and op.order == 1:
+            det_power = next((q for q, (o, ix) in enumerate(items) if not ix and isinstance(o, Apply)
+                              and o.fn == "power" and o.param < 0  # type: ignore[operator]
+                              and isinstance(o.arg, MatFn) and o.arg.fn == "det" and o.arg.order == 0
+                              and o.arg.arg is op.arg), None)
+            if det_power is not None:
+                new_items = list(items)
+                p = items[det_power][0].param + 1.0  # type: ignore[attr-defined]
+                new_items[det_power] = (apply("power", matfn("det", op.arg), p), ())
+                new_items[k] = (matfn("inv", op.arg), (idx[1], idx[0]))
+                new_ops2 = [o for o, _ in new_items]
+                new_idx2 = [ix for _, ix in new_items]
+                _append_structure(new_ops2, new_idx2, pairs, ones_left, dims)
+                return scaled(coef, product(new_ops2, new_idx2, output))
+
     # repeated factors with the same labels become powers: e .* e -> e.^2
     groups: dict[tuple[Expr, tuple[int, ...]], list[float]] = defaultdict(list)
     for op, idx in items:
