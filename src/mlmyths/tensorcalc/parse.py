@@ -40,6 +40,7 @@ products of any number of terms are flat, not nested.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -412,6 +413,7 @@ class _Typer:
         self.var_order: list[str] = []
         self.types: dict[int, _Type] = {}
         self.partials: dict[int, list[_Type]] = {}  # sum/chain -> type after each operand
+        self.parts: list[Node] = []  # the nodes made for messages, alive while their ids are keys
         self.made_dims: list[int] = []  # dimension classes created by vector()/matrix()
 
     def src(self, node: Node) -> str:
@@ -469,6 +471,7 @@ class _Typer:
     def _part(self, node: Node, upto: int, t: _Type) -> Node:
         """The first ``upto + 1`` operands of a sum/chain as a node of type ``t`` (for messages)."""
         part = Node("part", node.args[0].start, node.args[upto].end)
+        self.parts.append(part)
         self.types[id(part)] = t
         return part
 
@@ -600,13 +603,14 @@ class _Typer:
         """Final dimension per class: the user's name or size, else n, m, p, ... in order of
         appearance (variables first, then the sizes of vector()/matrix() fixed by nothing)."""
         used = {v for v in self.dims.name.values()}
-        pool = [d for d in DIM_NAMES if d not in used] + [f"n{i}" for i in range(10_000) if f"n{i}" not in used]
+        candidates = itertools.chain(DIM_NAMES, (f"n{i}" for i in itertools.count()))
+        pool = (d for d in candidates if d not in used)
         final: dict[int, Any] = {}
         classes = [d for name in self.var_order for d in self.var_types[name].dims] + self.made_dims
         for d in classes:
             r = self.dims.find(d)
             if r not in final:
-                final[r] = self.dims.name[r] if r in self.dims.name else pool.pop(0)
+                final[r] = self.dims.name[r] if r in self.dims.name else next(pool)
         return final
 
 
