@@ -292,15 +292,33 @@ def test_log_det_keeps_its_inverse_form():
                                rtol=1e-12)
 
 
+def test_det_kernel_inverse_and_svd_forms_agree():
+    """A well-conditioned X takes Jacobi's det(X) inv(X) form, a singular one the SVD form;
+    where both apply they agree (orders 1-3, against the Levi-Civita closed forms too)."""
+    from mlmyths.tensorcalc import kernels
+
+    X = RNG.standard_normal((3, 3)) + 2 * np.eye(3)
+    for order in (1, 2, 3):
+        fast = kernels._from_inverse(np.linalg.det(X), np.linalg.inv(X), order, np)
+        robust = kernels._from_svd(X, order, np)
+        np.testing.assert_allclose(fast, robust, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(kernels.det_derivative(X, order, np), det_closed_forms(X)[order - 1], atol=1e-12)
+    Y = RNG.standard_normal((5, 5))
+    np.testing.assert_allclose(kernels._from_inverse(np.linalg.det(Y), np.linalg.inv(Y), 2, np),
+                               kernels._from_svd(Y, 2, np), rtol=1e-10, atol=1e-12)
+
+
 def test_det_derivative_in_torch_and_jax_backends(jnp):
     import torch
 
-    X = SINGULAR["3x3 rank 2"]
     H = tc.hessian(tc.parse("det(X)"), "X")
-    ref = det_closed_forms(X)[1]
-    np.testing.assert_allclose(tc.compile(H, "torch")(X=torch.tensor(X)).numpy(), ref, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(tc.compile(H, "jax")(X=X)), ref, atol=1e-12)
     assert "from mlmyths.tensorcalc.kernels import det_derivative" in tc.source(H)
+    for X in (SINGULAR["3x3 rank 2"], SINGULAR["2x2 rank 1"], RNG.standard_normal((3, 3)) + 2 * np.eye(3)):
+        ref = det_closed_forms(X)[1]
+        np.testing.assert_allclose(tc.compile(H, "torch")(X=torch.tensor(X)).numpy(), ref, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(tc.compile(H, "jax")(X=X)), ref, atol=1e-12)  # both lax.cond branches
+        G = tc.gradient(tc.parse("det(X)"), "X")
+        np.testing.assert_allclose(np.asarray(tc.compile(G, "jax")(X=X)), det_closed_forms(X)[0], atol=1e-12)
 
 
 # -- dimensions from the inputs of the expression a derivative came from ------------------------
