@@ -323,20 +323,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parse_var(item: str) -> tuple[str, Any]:
+    from mlmyths.tensorcalc.ir import check_name
+    from mlmyths.tensorcalc.parse import kind_from_text
+
     name, sep, kind = item.partition("=")
     if not sep or not name.strip() or not kind.strip():
         raise UserError(f"--var expects NAME=KIND (scalar, vector, matrix or dimension names like n,m), got {item!r}")
-    kind = kind.strip()
-    if kind in ("scalar", "vector", "matrix"):
-        return name.strip(), kind
-    return name.strip(), tuple(d.strip() for d in kind.split(",") if d.strip())
+    name = check_name(name.strip(), f"--var {item!r}: the variable name")
+    return name, kind_from_text(kind, f"--var {item!r}")
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
     from mlmyths import tensorcalc as tc
 
-    if args.order < 1:
-        raise UserError(f"--order must be at least 1, got {args.order}")
+    if not 1 <= args.order <= 20:  # a k-th derivative has rank >= k: beyond 20 nothing can hold it
+        raise UserError(f"--order must be between 1 and 20, got {args.order}")
     kinds = dict(_parse_var(v) for v in args.var)
     f = tc.parse(args.expression, **kinds)
     derivative = tc.derivative(f, args.wrt, order=args.order)

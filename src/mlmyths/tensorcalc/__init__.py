@@ -15,6 +15,7 @@ that method:
 - :mod:`.diff` forward and reverse mode, any order;
 - :mod:`.printing` matrix / index notation;
 - :mod:`.codegen` compilation to numpy, torch or jax code;
+- :mod:`.kernels` numeric kernels the generated code calls (the derivatives of ``det``);
 - :mod:`.bench` the paper's three Hessian problems and the peer frameworks.
 
 >>> from mlmyths import tensorcalc as tc
@@ -33,6 +34,10 @@ from mlmyths.tensorcalc.diff import derivative, forward, gradient, hessian, reve
 from mlmyths.tensorcalc.ir import Dim, Expr, ShapeError, Var, node_count, topological, variables
 from mlmyths.tensorcalc.ops import (
     abs,
+    adj,
+    arccos,
+    arcsin,
+    arctan,
     cos,
     det,
     diag,
@@ -46,15 +51,19 @@ from mlmyths.tensorcalc.ops import (
     matmul,
     matrix,
     multiply,
+    norm1,
     norm2,
     outer,
     power,
+    relu,
     scalar,
     sigmoid,
     sign,
     sin,
     sqrt,
+    step,
     sum,
+    tan,
     tanh,
     tensor,
     trace,
@@ -69,8 +78,9 @@ tr = trace
 
 __all__ = [
     "BACKENDS", "Compiled", "Dim", "Expr", "ParseError", "ShapeError", "Var",
-    "abs", "compile", "cos", "derivative", "det", "diag", "divide", "einsum", "exp", "forward", "gradient",
-    "hessian", "identity", "inv", "log", "logdet", "matmul", "matrix", "multiply", "node_count", "norm2",
-    "outer", "parse", "power", "reverse", "scalar", "sigmoid", "sign", "simplify", "sin", "source", "sqrt",
-    "sum", "tanh", "tensor", "to_string", "topological", "tr", "trace", "transpose", "variables", "vector",
+    "abs", "adj", "arccos", "arcsin", "arctan", "compile", "cos", "derivative", "det", "diag", "divide", "einsum",
+    "exp", "forward", "gradient", "hessian", "identity", "inv", "log", "logdet", "matmul", "matrix", "multiply",
+    "node_count", "norm1", "norm2", "outer", "parse", "power", "relu", "reverse", "scalar", "sigmoid", "sign",
+    "simplify", "sin", "source", "sqrt", "step", "sum", "tan", "tanh", "tensor", "to_string", "topological", "tr",
+    "trace", "transpose", "variables", "vector",
 ]

@@ -43,6 +43,7 @@ from mlmyths.tensorcalc.ir import (
     Expr,
     Lin,
     MatFn,
+    Pow,
     Product,
     ShapeError,
     Var,
@@ -52,10 +53,12 @@ from mlmyths.tensorcalc.ir import (
     variables,
 )
 from mlmyths.tensorcalc.ir import variables as variables_of
+from mlmyths.tensorcalc.diff import origin_variables
 from mlmyths.tensorcalc.simplify import label_classes
 
 BACKENDS = ("numpy", "torch", "jax")
 DEFAULT_SIZE = 1000  # assumed size of every symbolic dimension when printing source without sizes
+_SUM_CHUNK = 64  # terms per generated statement of a long sum
 
 
 def _lit(value: float) -> str:
@@ -77,26 +80,31 @@ class _Backend:
         self.m = {"numpy": "_np", "torch": "_torch", "jax": "_jnp"}[name]
 
     def namespace(self) -> dict[str, Any]:
+        from mlmyths.tensorcalc.kernels import det_derivative
+
         if self.name == "numpy":
             import numpy
 
-            return {"_np": numpy}
+            return {"_np": numpy, "_det_derivative": det_derivative}
         if self.name == "torch":
             try:
                 import torch
             except ImportError:  # pragma: no cover - torch is a dependency
                 raise UserError("backend 'torch' needs PyTorch installed") from None
-            return {"_torch": torch}
+            return {"_torch": torch, "_det_derivative": det_derivative}
         try:
             import jax
             import jax.numpy as jnp
         except ImportError:
             raise UserError("backend 'jax' needs JAX installed: pip install 'mlmyths[bench]'") from None
-        return {"_jax": jax, "_jnp": jnp}
+        return {"_jax": jax, "_jnp": jnp, "_det_derivative": det_derivative}
 
-    def imports(self) -> str:
-        return {"numpy": "import numpy as _np", "torch": "import torch as _torch",
-                "jax": "import jax as _jax\nimport jax.numpy as _jnp"}[self.name]
+    def imports(self, kernels: bool = False) -> str:
+        lines = {"numpy": "import numpy as _np", "torch": "import torch as _torch",
+                 "jax": "import jax as _jax\nimport jax.numpy as _jnp"}[self.name]
+        if kernels:
+            lines += "\nfrom mlmyths.tensorcalc.kernels import det_derivative as _det_derivative"
+        return lines
 
     def transpose(self, a: str, perm: Sequence[int]) -> str:
         if list(perm) == [1, 0]:
@@ -148,12 +156,18 @@ class _Backend:
             if self.name == "numpy":
                 return f"0.5 + 0.5 * {m}.tanh(0.5 * {a})"
             return f"_torch.sigmoid({a})" if self.name == "torch" else f"_jax.nn.sigmoid({a})"
+        if fn == "relu":
+            return f"_torch.relu({a})" if self.name == "torch" else f"{m}.maximum({a}, 0.0)"
+        if fn == "step":  # Heaviside: 1 where positive, else 0
+            return f"({_paren(a)} > 0).to({_paren(a)}.dtype)" if self.name == "torch" else f"{m}.heaviside({a}, 0.0)"
         return f"{m}.{fn}({a})"
 
-    def matfn(self, fn: str, a: str) -> str:
+    def matfn(self, fn: str, a: str, order: int = 0) -> str:
         m = self.m
         if fn == "logdet":
             return f"{m}.linalg.slogdet({a})[1]"
+        if fn == "det" and order:
+            return f"_det_derivative({a}, {int(order)}, {m})"
         return f"{m}.linalg.{fn}({a})"
 
     def trace(self, a: str) -> str:
@@ -217,15 +231,23 @@ class _Gen:
                 and not any(isinstance(op, (Delta, Const)) for op in node.operands))
 
     # -- top level
-    def generate(self, fname: str) -> str:
-        import sys
+    def materialized(self, node: Expr) -> bool:
+        """Whether ``node`` gets its own temporary (else it is written into its parent's code)."""
+        if isinstance(node, (Var, Const, Delta)):
+            return False
+        if isinstance(node, Product) and node is not self.root and self.uses.get(node, 0) == 1:
+            parent = self.parent_of.get(node)
+            if isinstance(parent, Lin) or self.inlined(node):
+                return False  # folded into a sum's term or into its parent's contraction
+        return True
 
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 20000))
-        try:
-            result = self.value(self.root)
-        finally:
-            sys.setrecursionlimit(limit)
+    def generate(self, fname: str) -> str:
+        # Emit every node with its own temporary children first (topological order), so that
+        # value() never recurses more than one level: expressions of any depth generate.
+        for node in topological(self.root):
+            if self.materialized(node):
+                self.value(node)
+        result = self.value(self.root)
         header = [f"def {fname}({', '.join([v.name for v in self.params] + [str(d) for d in self.dim_params])}):"]
         body: list[str] = []
         text = "\n".join(self.lines)
@@ -273,8 +295,10 @@ class _Gen:
             return self.place_terms(node.shape, [], [(1.0, node)])
         if isinstance(node, Apply):
             return self.assign(be.unary(node.fn, self.value(node.arg), node.param))
+        if isinstance(node, Pow):
+            return self.assign(f"{_paren(self.value(node.base))} ** {_paren(self.value(node.exponent))}")
         if isinstance(node, MatFn):
-            return self.assign(be.matfn(node.fn, self.value(node.arg)))
+            return self.assign(be.matfn(node.fn, self.value(node.arg), node.order))
         if isinstance(node, Lin):
             return self.emit_lin(node)
         if isinstance(node, Product):
@@ -317,6 +341,11 @@ class _Gen:
                 parts.append(f"{'+' if c > 0 else '-'} {body}")
         if const_total:
             parts.append(f"{'+' if const_total > 0 else '-'} {_lit(abs(const_total))}")
+        # long sums in statements of at most _SUM_CHUNK terms (Python's compiler recurses
+        # once per binary operator and fails on sums of a few thousand terms)
+        while len(parts) > _SUM_CHUNK:
+            head = self.assign(" ".join(parts[:_SUM_CHUNK]))
+            parts = [head] + parts[_SUM_CHUNK:]
         return " ".join(parts)
 
     # -- structured (delta) terms: written into strided diagonal views
@@ -417,21 +446,24 @@ class _Gen:
         top = max([label for idx in node.indices for label in idx] + [0]) + 1
         fresh = itertools.count(top)
         out: list[tuple[Expr, tuple[int, ...]]] = []
-
-        def visit(p: Product, mapping: dict[int, int]) -> None:
-            for op, idx in zip(p.operands, p.indices):
-                g = []
-                for label in idx:
-                    if label not in mapping:
-                        mapping[label] = next(fresh)
-                    g.append(mapping[label])
-                if self.inlined(op):
-                    assert isinstance(op, Product)
-                    visit(op, {label: g[k] for k, label in enumerate(op.output)})
-                else:
-                    out.append((op, tuple(g)))
-
-        visit(node, {label: label for label in node.output})
+        # depth first, operands in order, with an explicit stack (chains of any length)
+        stack: list[tuple[Product, dict[int, int], int]] = [(node, {label: label for label in node.output}, 0)]
+        while stack:
+            p, mapping, k = stack.pop()
+            if k == len(p.operands):
+                continue
+            stack.append((p, mapping, k + 1))
+            op, idx = p.operands[k], p.indices[k]
+            g = []
+            for label in idx:
+                if label not in mapping:
+                    mapping[label] = next(fresh)
+                g.append(mapping[label])
+            if self.inlined(op):
+                assert isinstance(op, Product)
+                stack.append((op, {label: g[q] for q, label in enumerate(op.output)}, 0))
+            else:
+                out.append((op, tuple(g)))
         return out
 
     def operand_code(self, op: Expr) -> str:
@@ -619,10 +651,15 @@ def _paren(code: str) -> str:
 class Compiled:
     """A compiled expression: call with arrays by variable name (or positionally).
 
-    ``fn(x=..., A=...)``: extra keyword arrays that the expression does not use are
-    ignored, so a Hessian that no longer contains ``x`` can still be called like the
-    function it came from. One specialization per combination of input shapes is
-    generated (the contraction order depends on the sizes) and cached.
+    ``fn(x=..., A=...)`` takes the arrays of the expression's variables and, for a
+    derivative, those of the expression it was derived from (or of ``variables=``): a
+    Hessian that no longer contains ``x`` is called like the function it came from, and
+    a dimension that its own inputs do not fix (the ``n`` of ``U`` in the Hessian
+    ``2 δ ⊗ V'V`` of ``||T - UV'||²``) is read from the shape of any input that has it
+    (``U`` or ``T``), or given as a keyword (``n=5``). Inputs the expression does not use
+    are read only for such dimensions (and checked against the others); other keywords
+    are ignored. One specialization per combination of input shapes is generated (the
+    contraction order depends on the sizes) and cached.
     """
 
     def __init__(self, expr: Expr, backend: str, variables_from: Iterable[Var] = (), name: str = "evaluate"):
@@ -630,25 +667,35 @@ class Compiled:
         self.backend = _Backend(backend)
         self.name = name
         own = variables(expr)
-        params = list(own)
-        bound = {d for v in own for d in v.shape if isinstance(d, str)}
+        names = {v.name for v in own}
+        if len(names) != len(own):
+            raise UserError("the expression has two variables with one name and different shapes")
+        # inputs read only for their dimensions: the origin's variables not in the expression
+        optional: list[Var] = []
         for v in variables_from:
-            if v in params:
-                continue
-            if any(isinstance(d, str) and d not in bound for d in v.shape):
-                params.append(v)
-                bound |= {d for d in v.shape if isinstance(d, str)}
-        self.params: list[Var] = params
+            if v.name not in names:
+                names.add(v.name)
+                optional.append(v)
+        self.params: list[Var] = list(own)
+        self.optional: list[Var] = optional
+        bound = {d for v in own for d in v.shape if isinstance(d, str)}
         needed = {d for n in topological(expr) for d in n.shape if isinstance(d, str)}
-        self.dim_params: list[Dim] = sorted(needed - bound, key=str)
-        names = {v.name for v in params}
-        clash = [d for d in self.dim_params if d in names]
+        free = sorted(needed - bound, key=str)
+        #: dimension -> [(input name, axis)] that fix it
+        self.dim_sources: dict[Dim, list[tuple[str, int]]] = {
+            d: [(v.name, axis) for v in optional for axis, e in enumerate(v.shape) if e == d] for d in free}
+        self.dim_params: list[Dim] = free
+        clash = [d for d in free if str(d) in names and not self.dim_sources[d]]
         if clash:
             raise UserError(f"dimension {clash[0]!r} is not fixed by any input and has the name of a variable; "
                             "pass variables=<the original expression> to tc.compile")
-        if len(names) != len(params):
-            raise UserError("the expression has two variables with one name and different shapes")
-        self.param_names = [v.name for v in params] + [str(d) for d in self.dim_params]
+        self._by_name = {v.name: v for v in own + optional}
+        self._own_names = [v.name for v in own]
+        self._optional_names = [v.name for v in optional]
+        self._dim_keywords = [str(d) for d in free if str(d) not in self._by_name]
+        self._sizes: dict[tuple[Any, ...], tuple[int, ...]] = {}  # checked sizes of free dims, by shapes
+        self.param_names = self._own_names + [v.name for v in optional] + \
+            [str(d) for d in free if not self.dim_sources[d]]
         self._cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._lock = threading.Lock()
 
@@ -659,7 +706,8 @@ class Compiled:
         from mlmyths.tensorcalc.printing import to_string
 
         comment = "\n".join("# " + line for line in to_string(self.expr).splitlines())
-        return f"{self.backend.imports()}\n\n# generated by mlmyths.tensorcalc\n{comment}\n{body}"
+        kernels = any(isinstance(n, MatFn) and n.order for n in topological(self.expr))
+        return f"{self.backend.imports(kernels)}\n\n# generated by mlmyths.tensorcalc\n{comment}\n{body}"
 
     def _specialize(self, args: list[Any]) -> Callable[..., Any]:
         sizes: dict[Dim, int] = {}
@@ -675,8 +723,6 @@ class Compiled:
                     raise ShapeError(f"input {v.name!r} has size {got} along dimension {d}, but {other!r} "
                                      f"has {want}")
         for d, value in zip(self.dim_params, args[len(self.params):]):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"dimension {d!r} must be given as a positive integer, got {value!r}")
             sizes[d] = value
         source = self.source(sizes)
         namespace = self.backend.namespace()
@@ -684,8 +730,54 @@ class Compiled:
         exec(code, namespace)  # our own generated source; user input reaches it only as validated names
         fn = namespace[self.name]
         if self.backend.name == "jax":
-            fn = namespace["_jax"].jit(fn)
+            fn = namespace["_jax"].jit(fn, static_argnums=tuple(range(len(self.params), len(args))))
         return fn
+
+    def _free_sizes(self, kwargs: Mapping[str, Any], values: Sequence[Any]) -> tuple[int, ...]:
+        """Sizes of the dimensions no input of the expression fixes: from a keyword
+        (``n=5``) or the shape of any input of the origin that has them (checked)."""
+        own_sizes: dict[Dim, tuple[int, str]] = {}
+        for v, arr in zip(self.params, values):
+            for d, got in zip(v.shape, tuple(getattr(arr, "shape", ()))):
+                own_sizes.setdefault(d, (int(got), v.name))
+        found: dict[Dim, tuple[int, str]] = {}
+        for v in self.optional:  # every given origin input: its rank and the dimensions it shares
+            if v.name not in kwargs:
+                continue
+            shape = tuple(getattr(kwargs[v.name], "shape", None) or ())
+            if len(shape) != v.rank:
+                raise ShapeError(f"input {v.name!r} must have shape {shape_text(v.shape)} "
+                                 f"({v.rank} axes), got an array of shape {shape}")
+            for d, got in zip(v.shape, shape):
+                got = int(got)
+                if isinstance(d, int) and got != d:
+                    raise ShapeError(f"input {v.name!r} must have size {d} along axis {v.shape.index(d)}, got {got}")
+                known = own_sizes.get(d) or found.get(d)
+                if known is not None and known[0] != got:
+                    raise ShapeError(f"input {v.name!r} has size {got} along dimension {d}, but {known[1]!r} "
+                                     f"has {known[0]}")
+                if d in self.dim_sources:
+                    found.setdefault(d, (got, v.name))
+        sizes = []
+        missing = []
+        for d in self.dim_params:
+            given = kwargs.get(str(d)) if str(d) not in self._by_name else None
+            if given is not None:
+                if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+                    raise UserError(f"dimension {d!r} must be given as a positive integer, got {given!r}")
+                if d in found and found[d][0] != given:
+                    raise ShapeError(f"dimension {d} was given as {given}, but input {found[d][1]!r} has size "
+                                     f"{found[d][0]} along it")
+                sizes.append(given)
+            elif d in found:
+                sizes.append(found[d][0])
+            else:
+                sources = [name for name, _ in self.dim_sources[d]]
+                missing.append(f"{' or '.join(sources)} (for dimension {d}) or {d}=<size>" if sources else str(d))
+        if missing:
+            raise UserError(f"missing input(s) {', '.join(missing)}; this expression takes "
+                            f"{', '.join(self.param_names)}")
+        return tuple(sizes)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args:
@@ -694,14 +786,26 @@ class Compiled:
                                 f"({', '.join(self.param_names)}), got {len(args)}")
             kwargs = {**dict(zip(self.param_names, args)), **kwargs}
         try:  # the hot path: arrays by name, one dict lookup by their shapes
-            values = [kwargs[p] for p in self.param_names]
+            values = [kwargs[p] for p in self._own_names]
             key = tuple([v.shape for v in values])
         except KeyError:
-            missing = [p for p in self.param_names if p not in kwargs]
+            missing = [p for p in self._own_names if p not in kwargs]
             raise UserError(f"missing input(s) {', '.join(missing)}; this expression takes "
                             f"{', '.join(self.param_names)}") from None
-        except AttributeError:  # dimension arguments (ints) or array-likes without a shape
-            key = tuple([getattr(v, "shape", v) for v in values])
+        except AttributeError:  # scalars as Python numbers, array-likes without a shape
+            key = tuple([getattr(v, "shape", ()) for v in values])
+        if self.dim_params:  # read (and check) once per combination of shapes
+            get = kwargs.get
+            shapes = (key, tuple([getattr(get(name), "shape", None) for name in self._optional_names]),
+                      tuple([get(name) for name in self._dim_keywords]))
+            try:
+                sizes = self._sizes[shapes]
+            except (KeyError, TypeError):  # TypeError: an unhashable dimension value, rejected below
+                sizes = self._free_sizes(kwargs, values)
+                if len(self._sizes) < 1024:
+                    self._sizes[shapes] = sizes
+            values += sizes
+            key += sizes
         fn = self._cache.get(key)
         if fn is None:
             with self._lock:
@@ -729,9 +833,11 @@ def compile(expr: Expr, backend: str = "numpy", variables: Expr | Iterable[Var] 
     backend : {"numpy", "torch", "jax"}, default "numpy"
         Array library of the generated code (jax functions are ``jax.jit``-ed).
     variables : Expr or iterable of variables, optional
-        Where to take dimensions from that ``expr`` itself does not fix (the Hessian of
-        ``sum(x.^2)`` is ``2*eye(n)`` and has no input): pass the original expression.
-        Dimensions fixed by nothing become keyword arguments (``fn(n=5)``).
+        Further inputs the function accepts, read for the dimensions that ``expr`` itself
+        does not fix (the Hessian of ``sum(x.^2)`` is ``2*eye(n)`` and has no input).
+        Default: for a derivative, the variables of the expression it was derived from
+        (so that it takes the same inputs); else none. Dimensions fixed by no input
+        become keyword arguments (``fn(n=5)``).
 
     Returns
     -------
@@ -745,6 +851,10 @@ def compile(expr: Expr, backend: str = "numpy", variables: Expr | Iterable[Var] 
         extra = variables_of(variables)
     elif variables is not None:
         extra = list(variables)
+        if not all(isinstance(v, Var) for v in extra):
+            raise UserError("variables= takes an expression or tensorcalc variables")
+    else:
+        extra = list(origin_variables(expr))
     key = (expr, backend, tuple(extra))
     fn = _COMPILED.get(key)
     if fn is None:

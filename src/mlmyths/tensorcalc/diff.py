@@ -13,9 +13,13 @@ Both modes rest on the one rule for the generalized product
 - reverse: ``Ā = C̄ *(o s3, s2, o s1) B``, the adjoint with ``o`` the labels of f.
 
 Elementwise functions multiply by their elementwise derivative over shared labels
-(``exp(u)' = exp(u) ⊙ u'`` never builds ``diag(exp(u))``); ``inv``, ``det`` and
-``logdet`` have their matrix rules (``d inv(X) = -inv(X) dX inv(X)``,
-``d det(X) = det(X) tr(inv(X) dX)``, ``d logdet(X) = tr(inv(X) dX)``).
+(``exp(u)' = exp(u) ⊙ u'`` never builds ``diag(exp(u))``); the power ``a .^ b`` of two
+expressions has the partials ``b .* a.^(b - 1)`` and ``a.^b .* log(a)`` (those of
+``exp(b .* log(a))``, valid where ``a > 0``). ``inv``, ``det`` and ``logdet`` have
+their matrix rules: ``d inv(X) = -inv(X) dX inv(X)``, ``d logdet(X) = tr(inv(X) dX)``,
+and ``d det(X) = <adj(X)', dX>`` in the cofactor form (Jacobi's formula without the
+inverse), so that it holds where ``X`` is singular; every higher derivative of ``det``
+is again a tensor of signed minors (:class:`~mlmyths.tensorcalc.ir.MatFn` with an order).
 
 >>> from mlmyths import tensorcalc as tc
 >>> f = tc.parse("x'*A*x", x="vector", A="matrix")
@@ -25,14 +29,42 @@ Elementwise functions multiply by their elementwise derivative over shared label
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Literal
 
 from mlmyths.errors import UserError
 from mlmyths.tensorcalc import simplify as s
-from mlmyths.tensorcalc.ir import Apply, Expr, Lin, MatFn, Product, Var, topological
+from mlmyths.tensorcalc.ir import Apply, Expr, Lin, MatFn, Pow, Product, Var, topological, variables
 
 Mode = Literal["auto", "forward", "reverse"]
 MODES = ("auto", "forward", "reverse")
+
+# derivative -> the variables of the expression it was derived from (weak: dies with it)
+_ORIGINS: weakref.WeakKeyDictionary[Expr, tuple[Var, ...]] = weakref.WeakKeyDictionary()
+
+
+def origin_variables(expr: Expr) -> tuple[Var, ...]:
+    """The variables of the expression ``expr`` was derived from by :func:`derivative`
+    (the origin of its origin, ...), or ``expr``'s own for an expression not derived.
+
+    A derivative can lose variables (the Hessian of ``x'*A*x`` is ``A + A'``) and with
+    them the sizes of dimensions: :func:`~mlmyths.tensorcalc.compile` takes these inputs
+    too and reads the sizes from them. Expressions are interned, so one derivative can
+    come from several expressions; it then keeps the variables of all (the first of
+    each name).
+    """
+    return _ORIGINS.get(expr) or tuple(variables(expr))
+
+
+def _record_origin(result: Expr, origin: tuple[Var, ...]) -> None:
+    known = _ORIGINS.get(result, ())
+    names = {v.name for v in known}
+    merged = known + tuple(v for v in origin if v.name not in names)
+    if merged != known:
+        try:
+            _ORIGINS[result] = merged
+        except TypeError:  # pragma: no cover - every Expr is weakly referenceable
+            pass
 
 
 def elementwise_derivative(node: Apply) -> Expr:
@@ -46,6 +78,15 @@ def elementwise_derivative(node: Apply) -> Expr:
         return s.apply("cos", u)
     if fn == "cos":
         return s.scaled(-1.0, s.apply("sin", u))
+    if fn == "tan":  # 1 + tan(u)^2
+        return s.lin([(1.0, s.const(1.0, u.shape)), (1.0, s.apply("power", node, 2.0))])
+    if fn in ("arcsin", "arccos"):  # ±(1 - u^2)^(-1/2)
+        root = s.apply("power", s.lin([(1.0, s.const(1.0, u.shape)), (-1.0, s.apply("power", u, 2.0))]), -0.5)
+        return root if fn == "arcsin" else s.scaled(-1.0, root)
+    if fn == "arctan":  # (1 + u^2)^(-1)
+        return s.apply("power", s.lin([(1.0, s.const(1.0, u.shape)), (1.0, s.apply("power", u, 2.0))]), -1.0)
+    if fn == "relu":  # the almost-everywhere derivative, 0 at u = 0 (as torch and jax)
+        return s.apply("step", u)
     if fn == "tanh":
         return s.lin([(1.0, s.const(1.0, u.shape)), (-1.0, s.apply("power", node, 2.0))])
     if fn == "sigmoid":
@@ -54,12 +95,24 @@ def elementwise_derivative(node: Apply) -> Expr:
         return s.scaled(0.5, s.apply("power", node, -1.0))
     if fn == "abs":
         return s.apply("sign", u)
-    if fn == "sign":
+    if fn in ("sign", "step"):
         return s.zero(u.shape)
     if fn == "power":
         p = float(node.param)  # type: ignore[arg-type]
         return s.scaled(p, s.apply("power", u, p - 1.0))
     raise AssertionError(fn)  # pragma: no cover
+
+
+def elementwise_partials(node: Apply | Pow) -> list[tuple[Expr, Expr]]:
+    """``(child, ∂node/∂child)`` for an elementwise node: partials of the node's shape."""
+    if isinstance(node, Apply):
+        return [(node.arg, elementwise_derivative(node))]
+    a, b = node.base, node.exponent
+    labels = tuple(range(node.rank))
+    b_minus_one = s.lin([(1.0, b), (-1.0, s.const(1.0, b.shape))])
+    d_base = s.product([b, s.power(a, b_minus_one)], [labels, labels], labels)
+    d_exponent = s.product([node, s.apply("log", a)], [labels, labels], labels)
+    return [(a, d_base), (b, d_exponent)]
 
 
 def forward(f: Expr, x: Var) -> Expr:
@@ -88,10 +141,11 @@ def forward(f: Expr, x: Var) -> Expr:
             memo[node] = s.lin(terms, shape)
         elif isinstance(node, Lin):
             memo[node] = s.lin([(c, memo[term]) for c, term in node.terms], shape)
-        elif isinstance(node, Apply):
+        elif isinstance(node, (Apply, Pow)):
             labels = tuple(range(node.rank))
             t = tuple(range(node.rank, node.rank + len(sx)))
-            memo[node] = s.product([elementwise_derivative(node), memo[node.arg]], [labels, labels + t], labels + t)
+            memo[node] = s.lin([(1.0, s.product([partial, memo[child]], [labels, labels + t], labels + t))
+                                for child, partial in elementwise_partials(node) if x in child.free_vars], shape)
         elif isinstance(node, MatFn):
             memo[node] = _matfn_forward(node, memo[node.arg], len(sx))
         else:  # pragma: no cover - leaves never depend on x except x itself
@@ -100,14 +154,17 @@ def forward(f: Expr, x: Var) -> Expr:
 
 
 def _matfn_forward(node: MatFn, dX: Expr, rx: int) -> Expr:
-    t = tuple(range(10, 10 + rx))
     X = node.arg
+    if node.fn == "det":  # D_{k+1}[s, a, b] dX[a, b, t]; for k = 0: <adj(X)', dX>
+        r = node.rank
+        s_labels = tuple(range(r))
+        a, b = r, r + 1
+        t = tuple(range(r + 2, r + 2 + rx))
+        return s.product([s.matfn("det", X, node.order + 1), dX], [s_labels + (a, b), (a, b) + t], s_labels + t)
+    t = tuple(range(10, 10 + rx))
     if node.fn == "inv":  # -inv[a,c] dX[c,d,t] inv[d,b]
         return s.scaled(-1.0, s.product([node, dX, node], [(0, 2), (2, 3) + t, (3, 1)], (0, 1) + t))
-    inv = s.matfn("inv", X)
-    if node.fn == "det":  # det * inv[b,a] dX[a,b,t]
-        return s.product([node, inv, dX], [(), (1, 0), (0, 1) + t], t)
-    return s.product([inv, dX], [(1, 0), (0, 1) + t], t)  # logdet
+    return s.product([s.matfn("inv", X), dX], [(1, 0), (0, 1) + t], t)  # logdet
 
 
 def reverse(f: Expr, x: Var) -> Expr:
@@ -138,17 +195,20 @@ def _adjoint_contributions(node: Expr, adj: Expr, ro: int, o: tuple[int, ...]): 
         for c, term in node.terms:
             yield term, s.scaled(c, adj)
         return
-    if isinstance(node, Apply):
+    if isinstance(node, (Apply, Pow)):
         labels = tuple(range(ro, ro + node.rank))
-        yield node.arg, s.product([adj, elementwise_derivative(node)], [o + labels, labels], o + labels)
+        for child, partial in elementwise_partials(node):
+            yield child, s.product([adj, partial], [o + labels, labels], o + labels)
         return
     if isinstance(node, MatFn):
         X = node.arg
         a, b, c, d = ro, ro + 1, ro + 2, ro + 3
         if node.fn == "inv":  # adj_X[o,c,d] = -adj[o,a,b] inv[a,c] inv[d,b]
             yield X, s.scaled(-1.0, s.product([adj, node, node], [o + (a, b), (a, c), (d, b)], o + (c, d)))
-        elif node.fn == "det":  # adj_X[o,a,b] = adj[o] det inv[b,a]
-            yield X, s.product([adj, node, s.matfn("inv", X)], [o, (), (b, a)], o + (a, b))
+        elif node.fn == "det":  # adj_X[o,a,b] = adj[o,s] D_{k+1}[s,a,b]; for k = 0: adj[o] adj(X)'[a,b]
+            sl = tuple(range(ro, ro + node.rank))
+            a, b = ro + node.rank, ro + node.rank + 1
+            yield X, s.product([adj, s.matfn("det", X, node.order + 1)], [o + sl, sl + (a, b)], o + (a, b))
         else:
             yield X, s.product([adj, s.matfn("inv", X)], [o, (b, a)], o + (a, b))
         return
@@ -225,10 +285,12 @@ def derivative(f: Expr, wrt: str | Var, order: int = 1, mode: Mode = "auto") -> 
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     x = _find_var(f, wrt)
+    origin = origin_variables(f)
     result = f
     for _ in range(order):
         use_reverse = mode == "reverse" or (mode == "auto" and result.rank <= x.rank)
         result = reverse(result, x) if use_reverse else forward(result, x)
+        _record_origin(result, origin)
     return result
 
 
@@ -244,4 +306,4 @@ def hessian(f: Expr, wrt: str | Var, mode: Mode = "auto") -> Expr:
     return derivative(f, wrt, 2, mode)
 
 
-__all__ = ["derivative", "gradient", "hessian", "forward", "reverse", "elementwise_derivative"]
+__all__ = ["derivative", "gradient", "hessian", "forward", "reverse", "elementwise_derivative", "elementwise_partials"]

@@ -19,7 +19,10 @@ same Python object, so a derivative that reuses a subexpression shares it as a D
 - :class:`Product` — the generalized product of any number of operands;
 - :class:`Lin` — a linear combination ``Σ c_i T_i`` of same-shaped terms;
 - :class:`Apply` — an elementwise function (exp, log, ..., power by a constant);
-- :class:`MatFn` — a matrix function with its own rules: ``inv``, ``det``, ``logdet``.
+- :class:`Pow` — the elementwise power ``a .^ b`` of two expressions (a non-constant exponent);
+- :class:`MatFn` — a matrix function with its own rules: ``inv``, ``logdet`` and ``det``
+  with its derivative tensors (``order`` k: the k-th derivative of ``det``, whose first is
+  the cofactor matrix ``adj(X)'``).
 
 Dimensions are symbols (``"n"``, ``"m"``) or fixed integers. Nodes are built by the
 smart constructors in :mod:`mlmyths.tensorcalc.simplify`, never directly.
@@ -43,8 +46,10 @@ from mlmyths.errors import UserError
 Dim = Union[str, int]  # a dimension: a symbol such as "n" or a fixed size
 Shape = tuple[Dim, ...]
 
-#: Elementwise functions with their printed names.
-UNARY_FUNCTIONS = ("exp", "log", "sin", "cos", "tanh", "sigmoid", "sqrt", "abs", "sign", "power")
+#: Elementwise functions with their printed names (``step`` is the Heaviside step, 1 where
+#: the argument is positive, else 0: the almost-everywhere derivative of ``relu``).
+UNARY_FUNCTIONS = ("exp", "log", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "tanh", "sigmoid", "sqrt",
+                   "abs", "sign", "relu", "step", "power")
 #: Matrix functions with their own differentiation rules.
 MATRIX_FUNCTIONS = ("inv", "det", "logdet")
 
@@ -210,6 +215,11 @@ class Expr:
 
         return ops.power(self, exponent)
 
+    def __rpow__(self, base: Any) -> Expr:
+        from mlmyths.tensorcalc import ops
+
+        return ops.power(base, self)
+
     def __matmul__(self, other: Any) -> Expr:
         from mlmyths.tensorcalc import ops
 
@@ -336,18 +346,42 @@ class Apply(Expr):
         return (self.arg,)
 
 
-class MatFn(Expr):
-    """A matrix function of a square matrix: ``inv`` (a matrix), ``det`` or ``logdet`` (scalars)."""
+class Pow(Expr):
+    """The elementwise power ``base .^ exponent`` of two expressions of one shape."""
 
-    __slots__ = ("fn", "arg")
+    __slots__ = ("base", "exponent")
+    kind = "pow"
+    base: Expr
+    exponent: Expr
+
+    @staticmethod
+    def make(base: Expr, exponent: Expr) -> Pow:
+        return Pow._intern((), (base, exponent), base.shape, base=base, exponent=exponent)
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.base, self.exponent)
+
+
+class MatFn(Expr):
+    """A matrix function of a square matrix ``X`` (n x n).
+
+    ``inv`` (a matrix), ``logdet`` (a scalar) and ``det`` with ``order`` k >= 0: the k-th
+    derivative tensor of the determinant, of shape ``(n, n) * k``, with
+    ``D_k[i1, j1, ..., ik, jk] = ∂^k det(X) / ∂X[i1, j1] ... ∂X[ik, jk]``. ``D_0`` is
+    ``det(X)``, ``D_1`` the cofactor matrix ``adj(X)'``; each entry is a signed minor of
+    ``X``, a polynomial, so every order is defined where ``X`` is singular.
+    """
+
+    __slots__ = ("fn", "arg", "order")
     kind = "matfn"
     fn: str
     arg: Expr
+    order: int
 
     @staticmethod
-    def make(fn: str, arg: Expr) -> MatFn:
-        shape = arg.shape if fn == "inv" else ()
-        return MatFn._intern((fn,), (arg,), shape, fn=fn, arg=arg)
+    def make(fn: str, arg: Expr, order: int = 0) -> MatFn:
+        shape = arg.shape if fn == "inv" else tuple(arg.shape) * order if fn == "det" else ()
+        return MatFn._intern((fn, order), (arg,), shape, fn=fn, arg=arg, order=order)
 
     def children(self) -> tuple[Expr, ...]:
         return (self.arg,)

@@ -13,6 +13,7 @@ A mismatch raises :class:`~mlmyths.tensorcalc.ShapeError` naming both operands.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Sequence
@@ -138,12 +139,26 @@ def divide(a: Any, b: Any) -> Expr:
 
 
 def power(a: Any, exponent: Any) -> Expr:
-    """Elementwise power by a constant (``.^``)."""
+    """Elementwise power (``.^``) by a constant or by an expression.
+
+    A number (or scalar constant) exponent has the rules of ``x.^p``; an expression
+    exponent of the base's shape (or a scalar, broadcast) gives ``a .^ b``, whose
+    derivative is that of ``exp(b .* log(a))`` and so assumes ``a > 0``.
+
+    >>> from mlmyths import tensorcalc as tc
+    >>> tc.to_string(tc.power(tc.vector("x"), tc.vector("y")))
+    'x.^y'
+    """
     a = as_expr(a)
     if isinstance(exponent, Const) and exponent.rank == 0:
         exponent = exponent.value
+    if isinstance(exponent, Expr):
+        base, exponent = _elementwise_pair(a, exponent, "raise")
+        return s.power(base, exponent)
     if not isinstance(exponent, numbers.Real) or isinstance(exponent, bool):
-        raise UserError(f"the exponent must be a constant number, got {exponent!r}")
+        raise UserError(f"the exponent must be a number or a tensorcalc expression, got {exponent!r}")
+    if not math.isfinite(float(exponent)):
+        raise UserError(f"the exponent must be a finite number, got {exponent!r}")
     return s.apply("power", a, float(exponent))
 
 
@@ -252,9 +267,19 @@ def det(a: Any) -> Expr:
     return s.matfn("det", as_expr(a))
 
 
+def adj(a: Any) -> Expr:
+    """The adjugate ``adj(X)`` (transposed cofactor matrix: ``adj(X) X = det(X) I``), defined for any square X."""
+    return transpose(s.matfn("det", as_expr(a), 1))
+
+
 def logdet(a: Any) -> Expr:
     """``log |det(a)|``."""
     return s.matfn("logdet", as_expr(a))
+
+
+def norm1(a: Any) -> Expr:
+    """1-norm of a vector (elementwise 1-norm of a matrix): ``sum(abs(a))``."""
+    return sum(s.apply("abs", as_expr(a)))
 
 
 def norm2(a: Any) -> Expr:
@@ -281,3 +306,10 @@ sigmoid = _unary("sigmoid")
 sqrt = _unary("sqrt")
 abs = _unary("abs")  # noqa: A001
 sign = _unary("sign")
+tan = _unary("tan")
+arcsin = _unary("arcsin")
+arccos = _unary("arccos")
+arctan = _unary("arctan")
+relu = _unary("relu")
+step = _unary("step")
+step.__doc__ = "Elementwise Heaviside step: 1 where the argument is positive, else 0 (the derivative of ``relu``)."

@@ -2,7 +2,10 @@
 
 Matrix notation follows matrixcalculus.org: ``*`` matrix product, ``.*`` elementwise
 product, ``'`` transpose, ``.^`` elementwise power, ``diag(v)`` for a diagonal
-scaling, ``eye(n)`` for the identity. A product that has no matrix form (a 4th-order
+scaling, ``eye(n)`` for the identity, ``adj(X)`` for the adjugate (``adj(X)'``, the
+cofactor matrix, is the derivative of ``det(X)``; the k-th derivative tensor of ``det``
+prints as ``det_dk(X)``), ``step(x)`` for the Heaviside step (the derivative of
+``relu``). A product that has no matrix form (a 4th-order
 Hessian, say) prints in index notation ``(δ[i,k] * (V'*V)[j,l])[i,j,k,l]``: the
 factors with their index labels, then the labels of the result in brackets; a label
 that is repeated and not in the result is summed over. A subexpression used more than
@@ -23,9 +26,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mlmyths.tensorcalc.ir import Apply, Const, Delta, Expr, Lin, MatFn, Product, Var, parents_count, topological
+from mlmyths.tensorcalc.ir import Apply, Const, Delta, Expr, Lin, MatFn, Pow, Product, Var, parents_count, topological
 
 LETTERS = "ijklpqrsuvwabcdefghmnotxyz"
+
+
+def index_name(k: int) -> str:
+    """The k-th index name: i, j, k, ..., then i1, j1, ... (never two labels with one name)."""
+    return LETTERS[k % len(LETTERS)] + (str(k // len(LETTERS)) if k >= len(LETTERS) else "")
 
 # text classes, from tightest to loosest
 ATOM, POSTFIX, POWER, UNARY, ELEM, CHAIN, SUM = range(7)
@@ -79,8 +87,8 @@ class _Printer:
             if len(node.dims) == 1:
                 return f"eye({node.dims[0]})", ATOM
             r = len(node.dims)
-            pairs = " * ".join(f"δ[{LETTERS[i]},{LETTERS[r + i]}]" for i in range(r))
-            return f"({pairs})[{','.join(LETTERS[:2 * r])}]", ATOM
+            pairs = " * ".join(f"δ[{index_name(i)},{index_name(r + i)}]" for i in range(r))
+            return f"({pairs})[{','.join(index_name(k) for k in range(2 * r))}]", ATOM
         if isinstance(node, Lin):
             return self.render_lin(node)
         if isinstance(node, Apply):
@@ -88,7 +96,14 @@ class _Printer:
                 op = ".^" if node.arg.rank else "^"
                 return f"{self.wrap(node.arg, POSTFIX)}{op}{number(node.param)}", POWER  # type: ignore[arg-type]
             return f"{node.fn}({self.get(node.arg)[0]})", ATOM
+        if isinstance(node, Pow):
+            op = ".^" if node.rank else "^"
+            return f"{self.wrap(node.base, POSTFIX)}{op}{self.wrap(node.exponent, POSTFIX)}", POWER
         if isinstance(node, MatFn):
+            if node.fn == "det" and node.order == 1:
+                return f"adj({self.get(node.arg)[0]})'", POSTFIX  # the cofactor matrix
+            if node.fn == "det" and node.order > 1:
+                return f"det_d{node.order}({self.get(node.arg)[0]})", ATOM
             return f"{node.fn}({self.get(node.arg)[0]})", ATOM
         if isinstance(node, Product):
             return self.render_matrix(node) or self.render_index(node)
@@ -126,6 +141,8 @@ class _Printer:
     def operand_text(self, node: Expr, transposed: bool) -> str:
         """An operand inside a matrix-product chain, transposed if asked."""
         text, cls = self.get(node)
+        if transposed and isinstance(node, MatFn) and node.fn == "det" and node.order == 1 and node not in self.names:
+            return f"adj({self.get(node.arg)[0]})"  # (adj(X)')' = adj(X)
         if transposed and node.rank:  # vectors too: a transposed column is a row
             if isinstance(node, Product) and node not in self.names:
                 if _is_transpose(node):
@@ -291,11 +308,11 @@ class _Printer:
     def render_index(self, node: Product) -> tuple[str, int]:
         names: dict[int, str] = {}
         for label in node.output:
-            names[label] = LETTERS[len(names) % len(LETTERS)]
+            names[label] = index_name(len(names))
         for idx in node.indices:
             for label in idx:
                 if label not in names:
-                    names[label] = LETTERS[len(names) % len(LETTERS)]
+                    names[label] = index_name(len(names))
         factors = []
         for op, idx in zip(node.operands, node.indices):
             if isinstance(op, Delta):

@@ -47,6 +47,7 @@ from mlmyths.tensorcalc.ir import (
     Expr,
     Lin,
     MatFn,
+    Pow,
     Product,
     Shape,
     ShapeError,
@@ -136,18 +137,13 @@ def lin(terms: Iterable[tuple[float, Expr]], shape: Shape | None = None) -> Expr
 _HOLE = "\x00hole"
 
 
-def _template_key(ops: Sequence[Any], indices: Sequence[tuple[int, ...]], output: tuple[int, ...]) -> bytes:
-    """Digest of a product structure in which one operand is a hole (given by its shape)."""
-    ops_idx = sorted(zip(ops, indices), key=lambda oi: (_op_key(oi[0]), _pattern(oi[1], output)))
-    relabel = _relabeling(output, [idx for _, idx in ops_idx])
-    parts = []
-    for op, idx in ops_idx:
-        parts.append((_op_key(op), tuple(relabel[label] for label in idx)))
+def _template_key(keys: Sequence[str], patterns: Sequence[tuple[int, ...]], indices: Sequence[tuple[int, ...]],
+                  output: tuple[int, ...]) -> bytes:
+    """Digest of a product structure given by its operands' keys (one of them a hole)."""
+    order = sorted(range(len(keys)), key=lambda k: (keys[k], patterns[k]))
+    relabel = _relabeling(output, [indices[k] for k in order])
+    parts = [(keys[k], tuple(relabel[label] for label in indices[k])) for k in order]
     return hashlib.blake2b(repr((parts, len(output))).encode(), digest_size=16).digest()
-
-
-def _op_key(op: Any) -> str:
-    return op.key if isinstance(op, Expr) else f"{_HOLE}{shape_text(op)}"
 
 
 def _factor_keys(term: Product) -> list[tuple[bytes, Any]]:
@@ -155,12 +151,14 @@ def _factor_keys(term: Product) -> list[tuple[bytes, Any]]:
     terms with the same template add up to the template filled with the sum of fillers."""
     out: list[tuple[bytes, Any]] = []
     ops, indices, output = list(term.operands), list(term.indices), term.output
+    keys = [op.key for op in ops]
+    patterns = [_pattern(idx, output) for idx in indices]
     # (A) one operand varies: A*x + A*y = A*(x + y)
     for p, op in enumerate(ops):
         if isinstance(op, Delta):
             continue
-        holed = ops[:p] + [op.shape] + ops[p + 1:]
-        key = b"A" + _template_key(holed, indices, output)
+        holed = keys[:p] + [f"{_HOLE}{shape_text(op.shape)}"] + keys[p + 1:]
+        key = b"A" + _template_key(holed, patterns, indices, output)
         out.append((key, ("A", p)))
     return out
 
@@ -175,28 +173,31 @@ def _fill(term: Product, how: Any, filler: Expr) -> Expr:
     return product(ops, term.indices, term.output)
 
 
-def _common_factor_merge(a: tuple[float, Product], b: tuple[float, Product]) -> tuple[int, Expr] | None:
-    """``c1 * (F ⊙ G1) + c2 * (F ⊙ G2) = F ⊙ (c1 * G1 + c2 * G2)`` for products sharing factors F.
+_Factors = list[tuple[Expr, tuple[int, ...]]]
+
+
+def _common_factor_split(ta: Product, tb: Product) -> tuple[int, _Factors, _Factors, _Factors, tuple[int, ...]] | None:
+    """How ``F ⊙ G1`` and ``F ⊙ G2`` share factors F: (weight of F, F, G1, G2, the labels
+    through which G1 and G2 touch F and the output), or None when they cannot merge.
 
     Factors are compared with their labels as stored (canonical: output labels first),
     so the common part means the same in both terms; the differing parts must touch
-    the common part and the output through the same labels. Returns (weight of the
-    common part, merged term) or None.
+    the common part and the output through the same labels.
     """
-    (ca, ta), (cb, tb) = a, b
     if ta.output != tb.output:
         return None
     fa = list(zip(ta.operands, ta.indices))
-    fb = list(zip(tb.operands, tb.indices))
-    rest_b = list(fb)
+    rest_b: dict[tuple[Expr, tuple[int, ...]], int] = defaultdict(int)
+    for f in zip(tb.operands, tb.indices):
+        rest_b[f] += 1
     common, diff_a = [], []
     for f in fa:
-        if f in rest_b:
-            rest_b.remove(f)
+        if rest_b.get(f, 0) > 0:
+            rest_b[f] -= 1
             common.append(f)
         else:
             diff_a.append(f)
-    diff_b = rest_b
+    diff_b = [f for f, count in rest_b.items() for _ in range(count)]
     if not common or not diff_a or not diff_b:
         return None
     if any(isinstance(op, Delta) for op, _ in diff_a + diff_b):
@@ -209,23 +210,32 @@ def _common_factor_merge(a: tuple[float, Product], b: tuple[float, Product]) -> 
     dims_a, dims_b = ta.label_dims(), tb.label_dims()
     if any(dims_a[label] != dims_b[label] for label in iface_a):
         return None
-    iface = tuple(sorted(iface_a))
+    return sum(op.rank for op, _ in common), common, diff_a, diff_b, tuple(sorted(iface_a))
+
+
+def _common_factor_merge(ca: float, ta: Product, cb: float, split: Any) -> Expr:
+    """``c1 * (F ⊙ G1) + c2 * (F ⊙ G2) = F ⊙ (c1 * G1 + c2 * G2)`` (``split`` from
+    :func:`_common_factor_split`)."""
+    _, common, diff_a, diff_b, iface = split
     ga = product([op for op, _ in diff_a], [idx for _, idx in diff_a], iface)
     gb = product([op for op, _ in diff_b], [idx for _, idx in diff_b], iface)
-    merged = product([op for op, _ in common] + [lin([(ca, ga), (cb, gb)])],
-                     [idx for _, idx in common] + [iface], ta.output)
-    return sum(op.rank for op, _ in common), merged
+    return product([op for op, _ in common] + [lin([(ca, ga), (cb, gb)])],
+                   [idx for _, idx in common] + [iface], ta.output)
 
 
 def _factor(items: list[tuple[float, Expr]]) -> list[tuple[float, Expr]]:
     """Merge terms that differ in one operand (A*x + A*y) or share common factors."""
+    keys: dict[Expr, list[tuple[bytes, Any]]] = {}  # per term, computed once for all rounds
+    splits: dict[tuple[Expr, Expr], Any] = {}  # per pair of terms, likewise
     for _ in range(2 * len(items)):
         merged: Expr | None = None
         used: set[int] = set()
         buckets: dict[bytes, list[tuple[int, Any]]] = defaultdict(list)
         for pos, (_, t) in enumerate(items):
             if isinstance(t, Product):
-                for key, how in _factor_keys(t):
+                if t not in keys:
+                    keys[t] = _factor_keys(t)
+                for key, how in keys[t]:
                     bucket = buckets[key]
                     if not bucket or bucket[-1][0] != pos:
                         bucket.append((pos, how))
@@ -236,15 +246,28 @@ def _factor(items: list[tuple[float, Expr]]) -> list[tuple[float, Expr]]:
             merged = _fill(items[first_pos][1], first_how, lin(fillers))  # type: ignore[arg-type]
             used = {pos for pos, _ in chosen}
         else:
-            best: tuple[int, Expr] | None = None
-            products = [pos for pos, (_, t) in enumerate(items) if isinstance(t, Product)]
-            for i, j in itertools.combinations(products, 2):
-                got = _common_factor_merge(items[i], items[j])  # type: ignore[arg-type]
+            best: tuple[int, Any] | None = None
+            # only pairs that share a factor can merge: index the factors (linear in the
+            # number of terms when they share none, as in a long sum of unrelated products)
+            holders: dict[tuple[Expr, tuple[int, ...]], list[int]] = defaultdict(list)
+            for pos, (_, t) in enumerate(items):
+                if isinstance(t, Product):
+                    for factor in dict.fromkeys(zip(t.operands, t.indices)):
+                        holders[factor].append(pos)
+            pairs = sorted({pair for held in holders.values() for pair in itertools.combinations(held, 2)})
+            best_pair = (0, 0)
+            for i, j in pairs:
+                pair_key = (items[i][1], items[j][1])
+                if pair_key not in splits:
+                    splits[pair_key] = _common_factor_split(*pair_key)  # type: ignore[arg-type]
+                got = splits[pair_key]
                 if got is not None and (best is None or got[0] > best[0]):
-                    best, used = got, {i, j}
+                    best, best_pair = got, (i, j)
             if best is None:
                 return items
-            merged = best[1]
+            i, j = best_pair
+            used = {i, j}
+            merged = _common_factor_merge(items[i][0], items[i][1], items[j][0], best)  # type: ignore[arg-type]
         rest = [it for pos, it in enumerate(items) if pos not in used]
         acc: dict[Expr, float] = {}
         for c, t in rest + [(1.0, merged)]:
@@ -409,6 +432,24 @@ def product(operands: Sequence[Expr], indices: Sequence[Sequence[int]], output: 
             coef *= dims[label]
             ones_left.remove(label)
 
+    # det(X)^p * adj(X)' with p < 0 (already undefined where X is singular) is
+    # det(X)^(p + 1) * inv(X)': the gradient of log(det(X)) is inv(X)'
+    for k, (op, idx) in enumerate(items):
+        if isinstance(op, MatFn) and op.fn == "det" and op.order == 1:
+            det_power = next((q for q, (o, ix) in enumerate(items) if not ix and isinstance(o, Apply)
+                              and o.fn == "power" and o.param < 0  # type: ignore[operator]
+                              and isinstance(o.arg, MatFn) and o.arg.fn == "det" and o.arg.order == 0
+                              and o.arg.arg is op.arg), None)
+            if det_power is not None:
+                new_items = list(items)
+                p = items[det_power][0].param + 1.0  # type: ignore[attr-defined]
+                new_items[det_power] = (apply("power", matfn("det", op.arg), p), ())
+                new_items[k] = (matfn("inv", op.arg), (idx[1], idx[0]))
+                new_ops2 = [o for o, _ in new_items]
+                new_idx2 = [ix for _, ix in new_items]
+                _append_structure(new_ops2, new_idx2, pairs, ones_left, dims)
+                return scaled(coef, product(new_ops2, new_idx2, output))
+
     # repeated factors with the same labels become powers: e .* e -> e.^2
     groups: dict[tuple[Expr, tuple[int, ...]], list[float]] = defaultdict(list)
     for op, idx in items:
@@ -524,6 +565,9 @@ def _canonical(ops: list[Expr], indices: list[tuple[int, ...]], output: tuple[in
 # -- elementwise and matrix functions ---------------------------------------------------------
 
 
+_MATH_NAMES = {"abs": "fabs", "arcsin": "asin", "arccos": "acos", "arctan": "atan"}
+
+
 def _numeric(fn: str, x: float, param: float | None) -> float:
     if fn == "power":
         return float(x ** param)  # type: ignore[operator]
@@ -531,7 +575,11 @@ def _numeric(fn: str, x: float, param: float | None) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     if fn == "sign":
         return float((x > 0) - (x < 0))
-    return float(getattr(math, {"abs": "fabs"}.get(fn, fn))(x))
+    if fn == "relu":
+        return max(x, 0.0)
+    if fn == "step":
+        return float(x > 0)
+    return float(getattr(math, _MATH_NAMES.get(fn, fn))(x))
 
 
 def apply(fn: str, arg: Expr, param: float | None = None) -> Expr:
@@ -566,11 +614,29 @@ def apply(fn: str, arg: Expr, param: float | None = None) -> Expr:
             return arg
         if fn == "sign" and arg.fn in ("exp",):
             return Const.make(1.0, arg.shape)
+        if fn in ("relu", "step") and arg.fn == "exp":
+            return arg if fn == "relu" else Const.make(1.0, arg.shape)
     if fn == "power" and isinstance(arg, Lin) and len(arg.terms) == 1:
         c, t = arg.terms[0]
         if c > 0 or float(param).is_integer():  # type: ignore[union-attr]
             return scaled(c ** param, apply("power", t, param))  # type: ignore[operator]
     return Apply.make(fn, arg, param)
+
+
+def power(base: Expr, exponent: Expr) -> Expr:
+    """Elementwise ``base .^ exponent`` of two expressions of one shape.
+
+    A constant exponent gives the one-argument ``power`` (with its own rules); the
+    general case is a :class:`Pow` node, differentiated as ``exp(exponent .* log(base))``.
+    """
+    if base.shape != exponent.shape:
+        raise ShapeError(f"power: base of shape {shape_text(base.shape)} and exponent of shape "
+                         f"{shape_text(exponent.shape)} differ")
+    if isinstance(exponent, Const):
+        return apply("power", base, exponent.value)
+    if isinstance(base, Const) and base.value == 1.0:
+        return base
+    return Pow.make(base, exponent)
 
 
 def is_transpose(node: Expr) -> bool:
@@ -582,23 +648,40 @@ def transpose2(node: Expr) -> Expr:
     return product([node], [(0, 1)], (1, 0))
 
 
-def matfn(fn: str, arg: Expr) -> Expr:
-    """``inv``, ``det`` or ``logdet`` of a square matrix."""
+def matfn(fn: str, arg: Expr, order: int = 0) -> Expr:
+    """``inv``, ``logdet`` or ``det`` of a square matrix; ``det`` with ``order`` k >= 1 is
+    its k-th derivative tensor (see :class:`~mlmyths.tensorcalc.ir.MatFn`)."""
     if fn not in MATRIX_FUNCTIONS:
         raise UserError(f"unknown matrix function {fn!r}; choose one of {', '.join(MATRIX_FUNCTIONS)}")
     if arg.rank != 2 or arg.shape[0] != arg.shape[1]:
         raise ShapeError(f"{fn} needs a square matrix, got shape {shape_text(arg.shape)}")
-    if isinstance(arg, Delta):
+    order = int(order) if fn == "det" else 0
+    if order < 0:
+        raise ValueError(f"matfn(): negative derivative order {order}")
+    n = arg.shape[0]
+    if order and isinstance(n, int) and order > n:
+        return zero(tuple(arg.shape) * order)  # det is a polynomial of degree n
+    if isinstance(arg, Delta) and order == 0:
         return arg if fn == "inv" else Const.make(1.0 if fn == "det" else 0.0, ())
     if fn == "inv" and isinstance(arg, MatFn) and arg.fn == "inv":
         return arg.arg
     if is_transpose(arg):
         inner = arg.operands[0]  # type: ignore[attr-defined]
-        return transpose2(matfn("inv", inner)) if fn == "inv" else matfn(fn, inner)
+        if fn == "inv":
+            return transpose2(matfn("inv", inner))
+        if order == 0:
+            return matfn(fn, inner)
+        # det(X') = det(X): D_k(X')[i1,j1,...] = D_k(X)[j1,i1,...]
+        labels = tuple(range(2 * order))
+        swapped = tuple(labels[p ^ 1] for p in range(2 * order))
+        return product([matfn(fn, inner, order)], [swapped], labels)
     if fn == "inv" and isinstance(arg, Lin) and len(arg.terms) == 1:
         c, t = arg.terms[0]
         return scaled(1.0 / c, matfn("inv", t))
-    return MatFn.make(fn, arg)
+    if fn == "det" and isinstance(arg, Lin) and len(arg.terms) == 1 and isinstance(n, int):
+        c, t = arg.terms[0]  # det(cX) = c^n det(X), so D_k(cX) = c^(n-k) D_k(X)
+        return scaled(c ** (n - order), matfn("det", t, order))
+    return MatFn.make(fn, arg, order)
 
 
 # -- rebuilding ----------------------------------------------------------------------------
@@ -620,8 +703,10 @@ def simplify(root: Expr) -> Expr:
             new[node] = lin([(c, new[t]) for c, t in node.terms], node.shape)
         elif isinstance(node, Apply):
             new[node] = apply(node.fn, new[node.arg], node.param)
+        elif isinstance(node, Pow):
+            new[node] = power(new[node.base], new[node.exponent])
         elif isinstance(node, MatFn):
-            new[node] = matfn(node.fn, new[node.arg])
+            new[node] = matfn(node.fn, new[node.arg], node.order)
         else:  # pragma: no cover - every node type is handled above
             raise TypeError(type(node).__name__)
     return new[root]
