@@ -62,3 +62,31 @@ def test_clopper_pearson_matches_scipy_beta_quantiles():
     np.testing.assert_allclose(low, ref_low, rtol=1e-12, atol=0)
     np.testing.assert_allclose(high, ref_high, rtol=1e-12, atol=0)
     assert stats.clopper_pearson(48, 48)[0] == pytest.approx(0.025 ** (1 / 48), rel=1e-12)  # closed form at k = n
+
+
+@pytest.mark.parametrize("na,nb", [(2, 2), (3, 7), (5, 5), (40, 12)])
+def test_welch_t_interval_matches_scipy(na, nb):
+    rng = np.random.default_rng(na * 100 + nb)
+    a, b = rng.normal(1.0, 0.3, na), rng.normal(0.2, 1.1, nb)
+    diff, low, high, n = stats.welch_t_interval(a, b, confidence=0.9)
+    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
+    assert n == na + nb and diff == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+    np.testing.assert_allclose([low, high], [ref.low, ref.high], rtol=1e-10, atol=1e-12)
+
+
+def test_welch_t_interval_edge_cases():
+    assert np.isnan(stats.welch_t_interval([1.0], [1.0, 2.0])[1])  # one value: no spread, no interval
+    assert stats.welch_t_interval([1.0, 1.0], [0.0, 0.0])[1:3] == (1.0, 1.0)  # no spread: a point
+    d, lo, hi, n = stats.welch_t_interval([1.0, 2.0, float("nan")], [0.0, 1.0])
+    assert n == 4 and d == 1.0 and lo < 1.0 < hi  # non-finite entries left out
+    with pytest.raises(UserError, match="confidence"):
+        stats.welch_t_interval([1.0, 2.0], [1.0, 2.0], confidence=95)
+
+
+def test_welch_t_interval_covers_at_its_level():
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(2000):
+        _, low, high, _ = stats.welch_t_interval(rng.normal(0.5, 0.1, 4), rng.normal(0.0, 0.4, 6), 0.9)
+        hits += bool(low <= 0.5 <= high)
+    assert 0.87 <= hits / 2000 <= 0.93
