@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *([f"**Note:** {args.note}", ""] if args.note else []),
         f"Device {args.device} ({'float64' if args.device == 'cpu' else 'float32'}); each measurement in its own "
-        f"process capped at {args.mem_gb:g} GiB of address space and {args.timeout:g} s; threads per library: "
+        f"process (forked from a server that imported the frameworks once) capped at {args.mem_gb:g} GiB of "
+        f"address space above that server's and {args.timeout:g} s; threads per library: "
         f"{args.threads or 'library default'}. Median of up to {args.repeats} calls (at most {args.max_time:g} s); "
         "*ratio* = time / tensorcalc's time at the same problem and n (> 1: tensorcalc faster); *set-up + first "
         "call* = derivation/tracing and the first, compiling call; *peak memory* = the process's peak resident "

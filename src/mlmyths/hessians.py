@@ -10,12 +10,18 @@ Laue, Mitterreiter & Giesen (NeurIPS 2018, Sec. 5) time Hessians of
 3. ``factorization``: ``f(U) = ||T - U*V'||_F^2`` w.r.t. ``U`` (``T`` n x n of rank 10,
    ``U, V`` n x 10) — a 4th-order Hessian ``2 δ ⊗ V'V`` of shape (n, 10, n, 10).
 
-:func:`measure` times one system on one problem in this process;
-:func:`measure_isolated` does it in a fresh Python process under a memory cap
-(``RLIMIT_AS``), so that a framework running out of memory, crashing or hanging is
-recorded as a failure and the table goes on. :func:`expression_sizes` counts the
-operations of each system's Hessian: tensorcalc DAG nodes, jaxpr equations, torch.fx
-graph nodes (``make_fx``). Peers are optional (``pip install 'mlmyths[bench]'``).
+:func:`measure` times one system on one problem in this process (optionally interleaved
+call by call with a second system, for paired ratios); :func:`measure_isolated` does it in a
+child process under a memory cap (``RLIMIT_AS``), so that a framework running out of memory,
+crashing or hanging is recorded as a failure, the table goes on, and the caller -- waiting on
+a pipe, never inside a framework's code -- can always be stopped (Ctrl-C kills the child).
+The children are forked from a *fork server* that imported NumPy, PyTorch, jax and HIPS
+autograd once (imports take seconds; a fork takes milliseconds) and never ran them, so each
+measurement starts from the same freshly imported state; the memory cap counts from the size
+of that state. :func:`expression_sizes` counts the operations of each system's Hessian:
+tensorcalc DAG nodes, jaxpr equations, torch.fx graph nodes (``make_fx``);
+:func:`expression_sizes_isolated` does it in a child too. Peers are optional
+(``pip install 'mlmyths[bench]'``).
 
 Run one measurement from the shell (what :func:`measure_isolated` does)::
 
@@ -23,14 +29,21 @@ Run one measurement from the shell (what :func:`measure_isolated` does)::
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
 import importlib.util
 import json
 import math
 import os
 import re
 import resource
+import select
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +54,7 @@ import numpy as np
 
 from mlmyths.env import limit_threads
 from mlmyths.errors import UserError
-from mlmyths.measure import peak_rss_mb, reset_peak_rss, rss_mb
+from mlmyths.measure import peak_rss_mb, reset_peak_rss, rss_bytes, rss_mb
 
 PROBLEMS = ("quadratic", "logistic", "factorization")
 SYSTEMS = ("tensorcalc", "closed-form", "jax", "torch.func", "torch.autograd", "autograd", "tensorflow")
@@ -222,6 +235,8 @@ def build(problem: str, system: str, inputs: dict[str, np.ndarray], device: str 
         if cuda and jax.default_backend() != "gpu":
             raise Unavailable("this jax has no GPU backend")
         jax.config.update("jax_enable_x64", not cuda)
+        if cuda:  # jax's default float32 matmul on tensor-core GPUs is TF32 (10-bit mantissa); compare at float32
+            jax.config.update("jax_default_matmul_precision", "highest")
         import jax.numpy as jnp
 
         dtype = jnp.float32 if cuda else jnp.float64
@@ -296,57 +311,76 @@ def _import_framework(system: str) -> None:
 
 
 def measure(problem: str, n: int, system: str, *, repeats: int = 7, max_time: float = 2.0,
-            device: str = "cpu", seed: int = 0, check: bool = True, threads: int = 0) -> dict[str, Any]:
+            device: str = "cpu", seed: int = 0, check: bool = True, threads: int = 0, min_calls: int = 1,
+            interleave: str | None = None) -> dict[str, Any]:
     """Time one system's Hessian in this process (see :func:`_measure` for the fields);
-    ``threads > 0`` limits BLAS and torch threads while it runs."""
+    ``threads > 0`` limits BLAS and torch threads while it runs. With ``interleave`` (another
+    system), both are built and called alternately, so that their times pair call by call
+    (``times[i]`` of both came from the same moment); the other's row is under ``"interleaved"``."""
     check_problem(problem)
-    _import_framework(system)
+    for name in (system, interleave) if interleave else (system,):
+        _import_framework(name)
     with limit_threads(threads):
         return _measure(problem, n, system, repeats=repeats, max_time=max_time, device=device, seed=seed,
-                        check=check)
+                        check=check, min_calls=min_calls, interleave=interleave)
 
 
 def _measure(problem: str, n: int, system: str, *, repeats: int, max_time: float, device: str, seed: int,
-             check: bool) -> dict[str, Any]:
+             check: bool, min_calls: int = 1, interleave: str | None = None) -> dict[str, Any]:
     """Time one system's Hessian in this process.
 
-    Returns ``median_s`` (over up to ``repeats`` calls, fewer when they exceed
-    ``max_time`` seconds in total, at least one), ``setup_s`` (building the Hessian
-    function: tensorcalc's derivation and code generation, a framework's tracing; not
-    the import of the library) and ``first_call_s`` (the first call, including jit
-    compilation), ``rel_error`` against the closed form, ``output_mb`` (the Hessian's
-    size) and ``peak_mb``: how far the process's resident memory peaked above its size
-    once the library was imported and the inputs made (the kernel's peak counter is
-    reset there; None where that is not possible).
+    Returns ``times`` (seconds of each timed call: at least ``min_calls`` and at most ``repeats``
+    calls, fewer than ``repeats`` when they exceed ``max_time`` seconds in total), ``median_s``,
+    ``min_s``, ``calls``, ``setup_s`` (building the Hessian function: tensorcalc's derivation and
+    code generation, a framework's tracing; not the import of the library) and ``first_call_s``
+    (the first call, including jit compilation), ``rel_error`` against the closed form and
+    ``eps`` (the machine epsilon of the Hessian's dtype), ``output_mb`` (the Hessian's size) and
+    ``peak_mb``: how far the process's resident memory peaked above its size once the library
+    was imported and the inputs made (the kernel's peak counter is reset there; None where that
+    is not possible).
     """
     inputs = make_inputs(problem, n, seed)
     peak_ok = reset_peak_rss()
     rss0 = rss_mb()
-    t0 = time.perf_counter()
-    hess, sync = build(problem, system, inputs, device)
-    setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    H = hess()
-    sync()
-    first = time.perf_counter() - t0
-    output_mb = _nbytes(H) / 2**20
-    err = check_hessian(problem, inputs, H) if check else None
-    del H
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < repeats and (not times or spent + times[-1] <= max_time):
+    names = [system] + ([interleave] if interleave else [])
+    built: dict[str, tuple[Callable[[], Any], Callable[[], None]]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        built[name] = build(problem, name, inputs, device)
+        rows[name] = {"problem": problem, "n": n, "system": name, "device": device,
+                      "setup_s": time.perf_counter() - t0}
+    for name in names:
+        hess, sync = built[name]
         t0 = time.perf_counter()
         H = hess()
         sync()
-        dt = time.perf_counter() - t0
+        rows[name].update(first_call_s=time.perf_counter() - t0, output_mb=_nbytes(H) / 2**20, eps=_eps(H),
+                          rel_error=check_hessian(problem, inputs, H) if check else None)
         del H
-        times.append(dt)
-        spent += dt
+    times: dict[str, list[float]] = {name: [] for name in names}
+    spent = last = 0.0
+    while len(times[system]) < repeats and (len(times[system]) < max(min_calls, 1) or spent + last <= max_time):
+        last = 0.0
+        for name in names:
+            hess, sync = built[name]
+            t0 = time.perf_counter()
+            H = hess()
+            sync()
+            dt = time.perf_counter() - t0
+            del H
+            times[name].append(dt)
+            last += dt
+        spent += last
     peak = max(0.0, peak_rss_mb() - rss0) if peak_ok else None
-    return {"problem": problem, "n": n, "system": system, "device": device,
-            "median_s": float(np.median(times)), "min_s": float(min(times)), "calls": len(times),
-            "setup_s": setup, "first_call_s": first, "rel_error": err, "output_mb": output_mb,
-            "peak_mb": peak, "error": None}
+    for name in names:
+        t = times[name]
+        rows[name].update(times=t, median_s=float(np.median(t)), min_s=float(min(t)), calls=len(t), peak_mb=peak,
+                          error=None)
+    out = rows[system]
+    if interleave:
+        out["interleaved"] = rows[interleave]
+    return out
 
 
 def _nbytes(a: Any) -> int:
@@ -357,17 +391,23 @@ def _nbytes(a: Any) -> int:
     return int(np.asarray(a).nbytes)
 
 
-def _src_path() -> str:
-    return str(Path(__file__).resolve().parents[2])
+def _eps(a: Any) -> float:
+    """Machine epsilon of an array's floating dtype (numpy, torch or jax)."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and "torch" in type(dtype).__module__:
+        import torch
+
+        return float(torch.finfo(dtype).eps)
+    return float(np.finfo(np.dtype(str(dtype)) if dtype is not None else np.float64).eps)
 
 
-def _classify(returncode: int, stderr: str, mem_gb: float) -> str:
+def _classify(returncode: int | None, stderr: str, mem_gb: float) -> str:
     text = stderr.lower()
     if returncode in (-9, 137) or any(s in text for s in (
             "memoryerror", "out of memory", "resource_exhausted", "bad_alloc", "cannot allocate memory",
             "failed to allocate", "allocation")):
         return f"out of memory (cap {mem_gb:g} GB)"
-    if returncode < 0:
+    if returncode is not None and returncode < 0:
         return f"killed by signal {-returncode}"
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     return (lines[-1][:200] if lines else f"exit status {returncode}")
@@ -382,66 +422,259 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTRAOP_THREADS": t, "TF_NUM_INTEROP_THREADS": "1"}
 
 
-def measure_isolated(problem: str, n: int, system: str, *, mem_gb: float = 4.0, timeout_s: float = 300.0,
-                     repeats: int = 7, max_time: float = 2.0, device: str = "cpu", seed: int = 0,
-                     threads: int = 0) -> dict[str, Any]:
-    """:func:`measure` in a fresh Python process with at most ``mem_gb`` GiB of address
-    space and ``timeout_s`` seconds; a crash, an allocation failure or a timeout comes
-    back as ``{"error": "..."}`` (the start-up of the process is not timed).
-    ``threads > 0`` limits every library to that many threads (0: their defaults)."""
-    result: dict[str, Any] = {"problem": problem, "n": n, "system": system, "device": device,
-                              "median_s": None, "setup_s": None, "first_call_s": None, "rel_error": None,
-                              "peak_mb": None}
-    if not installed(system):
-        return {**result, "error": "not installed"}
-    spec = json.dumps({"problem": problem, "n": n, "system": system, "repeats": repeats,
-                       "max_time": max_time, "device": device, "seed": seed})
-    env = dict(os.environ)
-    env["PYTHONPATH"] = _src_path() + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if threads > 0:
-        env.update(thread_env(threads))
-    limit = int(mem_gb * 2**30)
+# -- measuring in a child process ---------------------------------------------------------------
 
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+#: modules the fork server imports once, when installed (TensorFlow is left out: it starts threads
+#: when imported, and a process with threads must not fork; a measurement imports it itself)
+_PRELOAD = ("numpy", "mlmyths.tensorcalc", "torch", "torch.func", "torch._dynamo", "jax", "jax.numpy", "autograd",
+            "autograd.numpy")  # torch._dynamo: what torch.func imports on its first call (5 s)
 
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (no orphan keeps computing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _src_path() -> str:
+    return str(Path(__file__).resolve().parents[1])
+
+
+class _ForkServer:
+    """A child process that imported the frameworks once (``python -m mlmyths.hessians
+    --fork-server``) and forks one grandchild per request, so that a measurement costs a fork,
+    not the seconds of importing jax and PyTorch. Line-delimited JSON over its stdin/stdout:
+    a request, then ``{"pid": ...}`` when the grandchild started and ``{"status": ...}`` when it
+    ended; the grandchild writes its result to the file the request names."""
+
+    def __init__(self, threads: int, ready_timeout_s: float):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _src_path() + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if threads > 0:
+            env.update(thread_env(threads))  # read by OpenMP/BLAS when the server imports them
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlmyths.hessians", "--fork-server"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._buffer = b""
+        try:
+            ready = self.line(ready_timeout_s)
+        except BaseException:  # Ctrl-C while it imports: stop it too
+            self.close()
+            raise
+        if ready != "ready":
+            self.close()
+            raise RuntimeError(f"the measurement fork server did not start ({ready or 'no answer'} after "
+                               f"{ready_timeout_s:g} s)")
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def line(self, timeout_s: float) -> str | None:
+        """The next line, or None when ``timeout_s`` passed first; EOFError when the server is gone."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("the measurement fork server exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def close(self, gently: bool = False) -> None:
+        """Stop the server: ``gently`` lets it finish (its input ends), else kill it."""
+        if gently and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+
+
+_servers: dict[int, _ForkServer] = {}
+_servers_lock = threading.Lock()
+
+
+@atexit.register
+def _close_servers() -> None:
+    for server in list(_servers.values()):
+        server.close(gently=True)
+    _servers.clear()
+
+
+def _serve() -> int:
+    """The fork server's loop (``python -m mlmyths.hessians --fork-server``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the caller, which stops the children
+    _die_with_parent()
+    for module in _PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    os.write(1, b"ready\n")
+    for raw in sys.stdin.buffer:
+        request = json.loads(raw)
+        pid = os.fork()
+        if pid == 0:
+            _grandchild(request)
+        os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
+        _, status = os.waitpid(pid, 0)
+        os.write(1, (json.dumps({"status": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+    return 0
+
+
+def _grandchild(request: dict[str, Any]) -> None:
+    """One measurement, forked from the fork server: output to the request's log, address space
+    capped at ``mem_gb`` GiB above the size at the fork, the result as JSON in the request's file."""
+    code = 1
     try:
-        proc = subprocess.run([sys.executable, "-m", "mlmyths.hessians", spec], capture_output=True,
-                              text=True, timeout=timeout_s, env=env, preexec_fn=cap if device == "cpu" else None)
-    except subprocess.TimeoutExpired:
-        return {**result, "error": f"timeout after {timeout_s:g} s"}
-    for line in reversed(proc.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                got = json.loads(line)
-            except ValueError:
-                break
-            if got.get("error") == "MemoryError":
-                got["error"] = f"out of memory (cap {mem_gb:g} GB)"
-            return {**result, **got}
-    return {**result, "error": _classify(proc.returncode, proc.stderr, mem_gb)}
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        _die_with_parent()
+        if request.get("mem_gb") is not None:
+            limit = rss_bytes("VmSize") + int(float(request["mem_gb"]) * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        out = _run_spec(request["kind"], request["spec"], int(request.get("threads", 0)))
+        tmp = request["out"] + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(out, f)
+        os.replace(tmp, request["out"])
+        code = 0
+    except BaseException:  # noqa: BLE001 - reported through the log and the exit status
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
-def _worker(spec_json: str) -> int:
-    spec = json.loads(spec_json)
+def _run_spec(kind: str, spec: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+    """What a child computes: ``measure`` (its row, or ``{"error": ...}``) or ``sizes``."""
     try:
-        out = measure(spec["problem"], int(spec["n"]), spec["system"], repeats=int(spec.get("repeats", 7)),
-                      max_time=float(spec.get("max_time", 2.0)), device=spec.get("device", "cpu"),
-                      seed=int(spec.get("seed", 0)))
+        if kind == "sizes":
+            return {"rows": [row for p in spec["problems"] for row in expression_sizes(p, int(spec["n"]))]}
+        return measure(spec["problem"], int(spec["n"]), spec["system"], repeats=int(spec.get("repeats", 7)),
+                       max_time=float(spec.get("max_time", 2.0)), device=spec.get("device", "cpu"),
+                       seed=int(spec.get("seed", 0)), threads=threads, min_calls=int(spec.get("min_calls", 1)),
+                       interleave=spec.get("interleave"))
     except MemoryError:
-        out = {"error": "MemoryError"}
+        return {"error": "MemoryError"}
     except Unavailable as exc:
-        out = {"error": str(exc)}
+        return {"error": str(exc)}
     except ImportError as exc:
-        out = {"error": f"not installed ({exc.name})"}
+        return {"error": f"not installed ({exc.name})"}
     except Exception as exc:  # a framework failure is a result of the benchmark, reported as such
         text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         if re.search(r"out of memory|resource_exhausted|bad_alloc|cannot allocate", text, re.I):
             text = "MemoryError"
-        out = {"error": text}
-    print(json.dumps(out), flush=True)
+        return {"error": text}
+
+
+def _in_child(kind: str, spec: dict[str, Any], *, mem_gb: float, timeout_s: float, cap: bool,
+              threads: int) -> dict[str, Any]:
+    """:func:`_run_spec` in a grandchild of the fork server for ``threads``; ``{"error": ...}``
+    when it ran out of memory, crashed or passed ``timeout_s``. The grandchild is killed when
+    this raises (Ctrl-C here stops it, and the server with it)."""
+    with _servers_lock:
+        server = _servers.get(threads)
+        if server is None or server.proc.poll() is not None:
+            server = _servers[threads] = _ForkServer(threads, max(120.0, timeout_s))
+        with tempfile.TemporaryDirectory(prefix="mlmyths-hessians-") as tmp:
+            log_path, out_path = os.path.join(tmp, "child.log"), os.path.join(tmp, "result.json")
+            pid = None
+            try:
+                server.send({"kind": kind, "spec": spec, "log": log_path, "out": out_path,
+                             "mem_gb": mem_gb if cap else None, "threads": threads})
+                started = server.line(60.0)
+                if started is None:
+                    raise RuntimeError("the measurement fork server did not fork within 60 s")
+                pid = int(json.loads(started)["pid"])
+                ended = server.line(timeout_s)
+                if ended is None:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                    server.line(60.0)
+                    return {"error": f"timeout after {timeout_s:g} s"}
+                status = int(json.loads(ended)["status"])
+            except BaseException:
+                if pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                server.close()
+                _servers.pop(threads, None)
+                raise
+            if os.path.exists(out_path):
+                with open(out_path, encoding="utf-8") as f:
+                    got: dict[str, Any] = json.load(f)
+                if got.get("error") == "MemoryError":
+                    got["error"] = f"out of memory (cap {mem_gb:g} GB)"
+                return got
+            try:
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    log = f.read()[-20_000:]
+            except OSError:
+                log = ""
+            return {"error": _classify(status, log, mem_gb)}
+
+
+def measure_isolated(problem: str, n: int, system: str, *, mem_gb: float = 4.0, timeout_s: float = 300.0,
+                     repeats: int = 7, max_time: float = 2.0, device: str = "cpu", seed: int = 0,
+                     threads: int = 0, min_calls: int = 1, interleave: str | None = None) -> dict[str, Any]:
+    """:func:`measure` in a child process with at most ``mem_gb`` GiB of address space above the
+    fork server's (the frameworks imported, nothing run) and ``timeout_s`` seconds for set-up,
+    first call and timed calls; a crash, an allocation failure or a timeout comes back as
+    ``{"error": "..."}``. ``threads > 0`` limits every library to that many threads (0: their
+    defaults). With ``interleave`` the other system's row is under ``"interleaved"`` (a failure
+    then fails both).
+    """
+    result: dict[str, Any] = {"problem": problem, "n": n, "system": system, "device": device,
+                              "median_s": None, "setup_s": None, "first_call_s": None, "rel_error": None,
+                              "peak_mb": None}
+    check_problem(problem)
+    for name in (system, interleave) if interleave else (system,):
+        if not installed(name):
+            return {**result, "error": "not installed"}
+    spec = {"problem": problem, "n": n, "system": system, "repeats": repeats, "max_time": max_time,
+            "device": device, "seed": seed, "min_calls": min_calls, "interleave": interleave}
+    got = _in_child("measure", spec, mem_gb=mem_gb, timeout_s=timeout_s, cap=device == "cpu", threads=threads)
+    out = {**result, **got}
+    if interleave and "interleaved" not in out:
+        out["interleaved"] = {**result, "system": interleave, "error": out.get("error") or "no result"}
+    return out
+
+
+def expression_sizes_isolated(problems: tuple[str, ...], n: int = 5, *, timeout_s: float = 300.0,
+                              mem_gb: float = 4.0) -> list[dict[str, Any]]:
+    """:func:`expression_sizes` of every problem in one child process (the frameworks trace there,
+    never here); a failure raises RuntimeError naming it."""
+    for problem in problems:
+        check_problem(problem)
+    got = _in_child("sizes", {"problems": list(problems), "n": n}, mem_gb=mem_gb, timeout_s=timeout_s, cap=True,
+                    threads=0)
+    if "rows" not in got:
+        raise RuntimeError(f"expression sizes of {', '.join(problems)} failed: {got.get('error')}")
+    return list(got["rows"])
+
+
+def _worker(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    print(json.dumps(_run_spec("measure", spec)), flush=True)
     return 0
 
 
@@ -449,30 +682,52 @@ def _worker(spec_json: str) -> int:
 
 
 def grid(problems: tuple[str, ...], sizes: tuple[int, ...], systems: tuple[str, ...],
-         run_one: Callable[[str, int, str], dict[str, Any]],
-         progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Measure every (problem, n, system) with ``run_one``, smallest n first; a system that
-    failed at some n is not run at larger n of that problem (recorded as skipped)."""
-    rows: list[dict[str, Any]] = []
+         run_one: Callable[[str, int, str], dict[str, Any]] | None = None,
+         progress: Callable[[str], None] | None = None, *,
+         run_wave: Callable[[list[tuple[str, int, str]]], list[dict[str, Any]]] | None = None
+         ) -> list[dict[str, Any]]:
+    """Measure every (problem, n, system), one wave per n, smallest first: ``run_wave(jobs)``
+    returns one row per ``(problem, n, system)`` job (default: ``run_one`` on each in turn). A
+    system that failed at some n is not run at larger n of that problem (recorded as skipped);
+    one that is not installed or not available here is recorded as such. A row measured with an
+    interleaved system (``measure(..., interleave=...)``) gives that system's row too."""
+    if run_wave is None:
+        if run_one is None:
+            raise TypeError("grid needs run_one or run_wave")
+        one = run_one
+        run_wave = lambda jobs: [one(*job) for job in jobs]  # noqa: E731
     for problem in problems:
         check_problem(problem)
-        failed: dict[str, str] = {}
-        for n in sorted(sizes):
-            for system in systems:
-                if system in failed:
-                    rows.append({"problem": problem, "n": n, "system": system, "median_s": None,
-                                 "error": failed[system]})
-                    continue
-                if not installed(system):
-                    row = {"problem": problem, "n": n, "system": system, "median_s": None, "error": "not installed"}
+    order = {s: i for i, s in enumerate((*systems, *SYSTEMS))}
+    stopped: dict[tuple[str, str], str] = {}  # (problem, system) -> the error rows at larger n carry
+    seen: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for n in sorted(sizes):
+        jobs = [(p, n, s) for p in problems for s in systems if (p, s) not in stopped and installed(s)]
+        got = dict(zip(jobs, run_wave(jobs))) if jobs else {}
+        for p in problems:
+            for s in systems:
+                if (p, n, s) in got:
+                    measured = [got[(p, n, s)]]
+                    if "interleaved" in measured[0]:
+                        measured.append(measured[0].pop("interleaved"))
+                elif (p, s) in stopped or installed(s):
+                    measured = []
                 else:
-                    row = run_one(problem, n, system)
-                rows.append(row)
-                if progress:
-                    what = row.get("error") or f"{row['median_s']:.3g} s"
-                    progress(f"{problem} n={n} {system}: {what}")
-                if row.get("error"):
-                    failed[system] = row["error"] if unavailable(row) else f"skipped: {row['error']} at n={n}"
+                    measured = [{"problem": p, "n": n, "system": s, "median_s": None, "error": "not installed"}]
+                for row in measured:
+                    rows.append(row)
+                    seen += [row["system"]] if row["system"] not in seen else []
+                    if progress:
+                        what = row.get("error") or f"{row['median_s']:.3g} s"
+                        progress(f"{p} n={n} {row['system']}: {what}")
+                    if row.get("error") and (p, row["system"]) not in stopped:
+                        stopped[(p, row["system"])] = (row["error"] if unavailable(row)
+                                                       else f"skipped: {row['error']} at n={n}")
+            for s in seen:
+                if (p, s) in stopped and not any(r["problem"] == p and r["n"] == n and r["system"] == s for r in rows):
+                    rows.append({"problem": p, "n": n, "system": s, "median_s": None, "error": stopped[(p, s)]})
+    rows.sort(key=lambda r: (problems.index(r["problem"]), r["n"], order.get(r["system"], len(order))))
     return with_ratios(rows)
 
 
@@ -495,6 +750,14 @@ def unavailable(row: dict[str, Any]) -> bool:
 def failed(row: dict[str, Any]) -> bool:
     """Ran but did not finish (out of memory, timeout, crash, skipped after one)."""
     return bool(row.get("error")) and not unavailable(row) and not str(row["error"]).startswith("skipped: not ")
+
+
+def exhausted(row: dict[str, Any]) -> bool:
+    """Ran out of memory or time (or was skipped after doing so at a smaller n): the system is too
+    slow or too large for the budget -- unlike a crash, which is a failure of the comparison."""
+    error = str(row.get("error") or "")
+    error = error.removeprefix("skipped: ")
+    return error.startswith(("out of memory", "timeout after"))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -584,5 +847,5 @@ def expression_sizes(problem: str, n: int = 5, systems: tuple[str, ...] = ("tens
     return rows
 
 
-if __name__ == "__main__":  # the worker of measure_isolated
-    raise SystemExit(_worker(sys.argv[1]))
+if __name__ == "__main__":  # the fork server of measure_isolated, or one measurement from the shell
+    raise SystemExit(_serve() if sys.argv[1:] == ["--fork-server"] else _worker(sys.argv[1]))
