@@ -262,8 +262,8 @@ def test_isolated_measurement_records_out_of_memory_and_timeouts_and_pairs_calls
     assert ok["interleaved"]["system"] == "closed-form" and ok["interleaved"]["rel_error"] == 0.0
     oom = bench.measure_isolated("factorization", 1000, "tensorcalc", mem_gb=0.6, timeout_s=120)  # 800 MB output
     assert oom["error"] == "out of memory (cap 0.6 GB)" and oom["median_s"] is None and bench.exhausted(oom)
-    slow = bench.measure_isolated("quadratic", 20, "tensorcalc", timeout_s=0.05)
-    assert slow["error"] == "timeout after 0.05 s" and bench.exhausted(slow)
+    slow = bench.measure_isolated("logistic", 300, "tensorcalc", timeout_s=0.5, repeats=10**6, min_calls=10**6)
+    assert slow["error"] == "timeout after 0.5 s" and bench.exhausted(slow)
     again = bench.measure_isolated("logistic", 10, "tensorcalc", timeout_s=120)  # the server survived the kill
     assert again["error"] is None
 

@@ -754,7 +754,11 @@ def failed(row: dict[str, Any]) -> bool:
 
 def exhausted(row: dict[str, Any]) -> bool:
     """Ran out of memory or time (or was skipped after doing so at a smaller n): the system is too
-    slow or too large for the budget -- unlike a crash, which is a failure of the comparison."""
+    slow or too large for the budget -- unlike a crash, which is a failure of the comparison.
+
+    >>> exhausted({"error": "skipped: out of memory (cap 4 GB) at n=300"}), exhausted({"error": "TypeError: x"})
+    (True, False)
+    """
     error = str(row.get("error") or "")
     error = error.removeprefix("skipped: ")
     return error.startswith(("out of memory", "timeout after"))

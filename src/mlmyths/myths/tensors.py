@@ -75,7 +75,7 @@ ROUNDING_SPREAD = 10.0
 _SPEED_TEXT = {
     "quadratic": ("f(x) = x'Ax", "Fig. 3, quadratic-function panels"),
     "logistic": ("logistic regression, f(w) = sum(log(exp(-y .* Xw) + 1))", "Fig. 3, logistic-regression panels"),
-    "factorization": ("matrix factorization, f(U) = ||T - UV'||², whose Hessian is a 4th-order tensor",
+    "factorization": ("matrix factorization, f(U) = ||T - UV'||² (a 4th-order tensor)",
                       "Fig. 3, matrix-factorization panels"),
 }
 
@@ -551,6 +551,9 @@ def _notes(cfg: Config, ctx: RunContext, m: dict[str, Any], missing: list[str]) 
     ]
     if missing:
         notes.append(f"Not installed, so not compared: {', '.join(missing)} (pip install 'mlmyths[bench]').")
+    if ctx.executor.parallel:
+        notes.append(f"Measurements ran side by side ({ctx.executor.describe()}): their timings include the "
+                     "contention between them; one worker gives cleaner numbers.")
     return notes
 
 
