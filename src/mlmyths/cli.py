@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--workers", type=int, default=1, metavar="N", help="parallel workers for the wall-time estimate")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--no-probe", action="store_true", help="count the work only; time nothing")
+    pl.add_argument("--out", type=Path, default=Path("runs"),
+                    help="runs directory whose finished runs' task durations inform the estimate (default: runs/)")
 
     rep = sub.add_parser("report", help="render index.html and summary.md over a runs directory")
     rep.add_argument("dir", nargs="?", type=Path, default=Path("runs"))
@@ -292,8 +294,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     configs = [(m, myths.load(m)) for m in ids]
     configs = [(m, module, _config_for(m, module, args.scale, args.dataset, grouped, strict_shared=len(ids) == 1))
                for m, module in configs]
+    from mlmyths import report
+
+    finished = [r for _, r in report.collect(args.out)[0] if r.get("status") == "completed"] if args.out.is_dir() else []
     for myth_id, module, cfg in configs:
-        rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe)
+        history = [r for r in finished if r["myth"] == myth_id and r.get("scale") == args.scale]
+        rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe, history=history)
         print(planning.render(myth_id, args.scale, env.describe_device(device), rows, args.workers) + "\n")
     return EXIT_OK
 
