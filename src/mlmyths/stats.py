@@ -179,3 +179,33 @@ def simultaneous_min(values: ArrayLike, lows: ArrayLike, highs: ArrayLike) -> tu
     if v.size == 0:
         return float("nan"), float("nan"), float("nan")
     return float(v.min()), float(lo.min()), float(hi.min())
+
+
+def crossed_ratio_interval(numerator: ArrayLike, denominator: ArrayLike, confidence: float = 0.95
+                           ) -> tuple[float, float, float, int, int]:
+    """Interval for the ratio of grand means ``mean(numerator) / mean(denominator)`` of two
+    ``(seeds, examples)`` tables over the same cells (a crossed design, as in
+    :func:`crossed_mean_interval`): ``(ratio, low, high, seeds, examples)``.
+
+    Delta method: to first order ``ratio_hat - ratio`` is the grand mean of the linearized cells
+    ``(numerator - ratio_hat * denominator) / mean(denominator)``, whose crossed interval (centred
+    on zero) gives the half-width. Typical use: a relative change of the error rate of paired runs,
+    ``numerator[s, i] = err_b[s, i] - err_a[s, i]``, ``denominator[s, i] = err_a[s, i]``. NaN ends
+    (and a NaN ratio) when the denominator's mean is zero.
+
+    >>> den = np.array([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    >>> r, lo, hi, k, n = crossed_ratio_interval(0.5 * den, den)
+    >>> r, lo, hi, k, n
+    (0.5, 0.5, 0.5, 2, 4)
+    """
+    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if num.shape != den.shape:
+        raise UserError(f"crossed_ratio_interval needs tables of equal shape, got {num.shape} and {den.shape}")
+    scale = float(den.mean()) if den.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        k, n = (num.shape + (0, 0))[:2]
+        return float("nan"), float("nan"), float("nan"), int(k), int(n)
+    ratio = float(num.mean()) / scale
+    centre, low, _, k, n = crossed_mean_interval((num - ratio * den) / scale, confidence)
+    half = centre - low
+    return ratio, ratio - half, ratio + half, k, n
