@@ -41,3 +41,17 @@ def test_ratio_interval_is_nan_without_a_denominator_and_checks_shapes() -> None
     assert all(math.isnan(v) for v in (r, lo, hi)) and (k, n) == (2, 3)
     with pytest.raises(UserError, match="equal shape"):
         stats.crossed_ratio_interval(np.ones((2, 3)), np.ones((3, 2)))
+
+
+def test_ratio_interval_from_margins_equals_the_crossed_interval_of_the_linearized_table() -> None:
+    rng = np.random.default_rng(2)
+    den = (rng.random((6, 300)) < 0.2).astype(np.float32)
+    num = (rng.random((6, 300)) < 0.25).astype(np.float32) - den
+    ratio, low, high, k, n = stats.crossed_ratio_interval(num, den)
+    scale = den.mean(dtype=np.float64)
+    assert math.isclose(ratio, num.mean(dtype=np.float64) / scale)
+    z = (num.astype(np.float64) - ratio * den.astype(np.float64)) / scale  # (6, 300) the delta method's cells
+    centre, z_low, z_high, _, _ = stats.crossed_mean_interval(z)
+    assert abs(centre) < 1e-12 and (k, n) == (6, 300)
+    assert math.isclose(high - ratio, z_high - centre, rel_tol=1e-9)
+    assert math.isclose(ratio - low, centre - z_low, rel_tol=1e-9)

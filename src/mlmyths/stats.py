@@ -120,21 +120,12 @@ def crossed_mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[
     paired runs, ``values[s, i] = correct_a[s, i] - correct_b[s, i]``.
     """
     _check_confidence(confidence)
-    table = np.asarray(values, dtype=float)
+    table = np.asarray(values)
     if table.ndim != 2 or table.shape[1] < 2:
         raise UserError(f"crossed_mean_interval needs a (seeds, examples) table with >= 2 examples, "
                         f"got shape {table.shape}")
-    k, n = table.shape
-    mean = float(table.mean())
-    col_var = float(table.mean(axis=0).var(ddof=1)) / n
-    row_var = float(table.mean(axis=1).var(ddof=1)) / k if k > 1 else 0.0
-    se2 = row_var + col_var
-    if se2 == 0.0:
-        return mean, mean, mean, k, n
-    denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
-    df = se2 ** 2 / denom if denom > 0 else float(n - 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
-    return mean, mean - half, mean + half, k, n
+    return _crossed_interval(float(table.mean(dtype=np.float64)), table.mean(axis=1, dtype=np.float64),
+                             table.mean(axis=0, dtype=np.float64), confidence)
 
 
 def bootstrap_interval(statistic: Any, *samples: ArrayLike, confidence: float = 0.95, resamples: int = 2000,
@@ -198,14 +189,34 @@ def crossed_ratio_interval(numerator: ArrayLike, denominator: ArrayLike, confide
     >>> r, lo, hi, k, n
     (0.5, 0.5, 0.5, 2, 4)
     """
-    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    if num.shape != den.shape:
-        raise UserError(f"crossed_ratio_interval needs tables of equal shape, got {num.shape} and {den.shape}")
-    scale = float(den.mean()) if den.size else 0.0
+    _check_confidence(confidence)
+    num, den = np.asarray(numerator), np.asarray(denominator)
+    if num.shape != den.shape or num.ndim != 2 or num.shape[1] < 2:
+        raise UserError(f"crossed_ratio_interval needs two (seeds, examples) tables of equal shape with >= 2 "
+                        f"examples, got shapes {num.shape} and {den.shape}")
+    k, n = num.shape
+    scale = float(den.mean(dtype=np.float64))
     if scale == 0.0 or not np.isfinite(scale):
-        k, n = (num.shape + (0, 0))[:2]
-        return float("nan"), float("nan"), float("nan"), int(k), int(n)
-    ratio = float(num.mean()) / scale
-    centre, low, _, k, n = crossed_mean_interval((num - ratio * den) / scale, confidence)
-    half = centre - low
-    return ratio, ratio - half, ratio + half, k, n
+        return float("nan"), float("nan"), float("nan"), k, n
+    ratio = float(num.mean(dtype=np.float64)) / scale
+    # the linearized cells are linear in the tables, so their margins come from the tables' margins
+    seed_means = (num.mean(axis=1, dtype=np.float64) - ratio * den.mean(axis=1, dtype=np.float64)) / scale  # (k,)
+    example_means = (num.mean(axis=0, dtype=np.float64) - ratio * den.mean(axis=0, dtype=np.float64)) / scale  # (n,)
+    _, low, _, _, _ = _crossed_interval(0.0, seed_means, example_means, confidence)
+    return ratio, ratio + low, ratio - low, k, n
+
+
+def _crossed_interval(mean: float, seed_means: np.ndarray, example_means: np.ndarray, confidence: float
+                      ) -> tuple[float, float, float, int, int]:
+    """:func:`crossed_mean_interval` from a table's grand mean and its row (seed) and column
+    (example) means, which are all the crossed variance estimate needs."""
+    k, n = len(seed_means), len(example_means)
+    col_var = float(example_means.var(ddof=1)) / n
+    row_var = float(seed_means.var(ddof=1)) / k if k > 1 else 0.0
+    se2 = row_var + col_var
+    if se2 == 0.0:
+        return mean, mean, mean, k, n
+    denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
+    df = se2 ** 2 / denom if denom > 0 else float(n - 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
+    return mean, mean - half, mean + half, k, n
