@@ -77,6 +77,7 @@ from mlmyths.forgetting import ForgettingTracker, el2n_scores, select_subset
 from mlmyths.models.resnet18 import ResNet18
 from mlmyths.models.small import MLP, SmallCNN
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.runs import RunContext
 from mlmyths.stats import clopper_pearson, crossed_mean_interval, crossed_ratio_interval, mean_std
@@ -644,6 +645,37 @@ def measurements(cfg: Config, d: Data, scores: Scores, full: list[Mapping[str, A
 
 
 # -- the experiment ------------------------------------------------------------------------------------------
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """Wave 1: the scoring runs; wave 2: the removal runs (and separate full-data baselines). The
+    probe times one SGD step of the configured network on a batch of the dataset's shape."""
+    name = cfg.dataset.removeprefix(data.REHEARSAL_PREFIX).removeprefix("permuted-")
+    n_full = SPLIT_SIZES.get(name, (512, 256) if cfg.dataset.startswith(data.REHEARSAL_PREFIX) else (60_000, 10_000))[0]
+    n = cfg.train_subset if 0 < cfg.train_subset < n_full else n_full
+    spec = data.spec(cfg.dataset)
+    shape, classes = spec.image_shape or (1, 28, 28), spec.num_classes or 10
+    steps = cfg.epochs * -(-n // cfg.batch_size)
+
+    made: dict[str, Any] = {}
+
+    def step(device: Any) -> None:
+        if not made:  # built once: the probe times steps, not construction
+            made.update(model=build_model(cfg, shape, classes).to(device),
+                        x=torch.randn(cfg.batch_size, *shape, device=device),
+                        y=torch.randint(0, classes, (cfg.batch_size,), device=device))
+        torch.nn.functional.cross_entropy(made["model"](made["x"]), made["y"]).backward()
+
+    unit = f"SGD steps of {cfg.model} on {cfg.batch_size} images"
+    waves = [Wave("scoring runs (forgetting tracked, EL2N scored), one per seed", cfg.seeds, steps, unit,
+                  key_prefix="score-", probe=step, stage=1),
+             Wave("removal runs, one per (order, fraction, seed)", len(cfg.orders) * len(cfg.fractions) * cfg.removal_seeds,
+                  steps * (1 - sum(cfg.fractions) / len(cfg.fractions)), unit + " (fewer examples: fewer steps)",
+                  key_prefix="remove-", probe=step, stage=2)]
+    if separate_baselines(cfg):
+        waves.append(Wave("full-data baselines, one per seed", cfg.removal_seeds, steps, unit, key_prefix="full-",
+                          probe=step, stage=2))
+    return waves
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:
