@@ -280,6 +280,7 @@ def _check_rules(claim_rows: list[dict], verdict: dict) -> None:
     assert verdict["outcome"] == claims.verdict_code(key)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_recorded_and_the_experiment_goes_on(tmp_path: Path) -> None:
     cfg = fixup.config("smoke", variants="none,batchnorm,fixup", depths="110", epochs=1, sweep_seeds=1,
                        final_depth=8, final_epochs=1, seeds=2, width=2, batch_size=128, train_subset=512,
@@ -300,6 +301,7 @@ def test_a_diverging_run_is_recorded_and_the_experiment_goes_on(tmp_path: Path) 
     assert result.differences
 
 
+@pytest.mark.slow
 def test_smoke_run_through_the_cli(tmp_path: Path) -> None:
     proc = run_cli("run", "fixup", "--scale", "smoke", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
