@@ -755,6 +755,8 @@ def _differences(cfg: Config, d: Data) -> list[str]:
     if cfg.final_depth != 110:
         out.append(f"The accuracy comparison uses ResNet-{cfg.final_depth}, not ResNet-110 (CPU budget); depth "
                    "itself is tested by the sweep and the trainability claims.")
+    if cfg.batch_size != 128:
+        out.append(f"Batch size {cfg.batch_size} instead of 128 at the same learning rate.")
     if cfg.final_epochs != 200 or cfg.schedule != "step":
         out.append(f"Budget: {cfg.final_epochs} epochs with a {cfg.schedule} schedule instead of 200 epochs with the "
                    "lr divided by 10 at epochs 100 and 150.")
@@ -772,10 +774,11 @@ def _differences(cfg: Config, d: Data) -> list[str]:
         "learn clearly (20 points above chance) where BatchNorm does.",
         "signal-gradient-grows measures the largest per-layer gradient norm at one batch, a stand-in for the "
         "lower bound of Theorem 1 (Sec. 2).",
-        f"Intervals: {cfg.seeds} seeds for the comparison and {cfg.sweep_seeds} at the deepest sweep depth; the paper "
-        "reports single numbers per setting.",
+        f"Intervals: {cfg.seeds} seeds for the comparison and {cfg.sweep_seeds} at the deepest sweep depth.",
         "Implementation details that differ from the official code: the stem conv gets He initialization in every "
-        "variant, and the BatchNorm baseline's stage-change shortcut carries no BN (parameter-free option A).",
+        "variant; the BatchNorm baseline's stage-change shortcut carries no BN (parameter-free option A); only the "
+        "scalar biases and multipliers train at lr/10 (the official code also puts the classifier's bias vector "
+        "there, matching 'bias' by name).",
     ]
     return out
 
