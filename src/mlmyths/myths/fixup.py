@@ -64,6 +64,7 @@ from mlmyths.claims import Claim, ClaimResult, Estimate, by_id, gated
 from mlmyths.models.resnet import NORMS, SCALAR_NORMS, fixup_param_groups, resnet
 from mlmyths.models.signal import growth_per_block, measure
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.runs import RunContext
 from mlmyths.stats import crossed_mean_interval, mean_std, t_interval
@@ -582,6 +583,39 @@ def simulate(cfg: Config, truth: Mapping[str, float], rng: np.random.Generator) 
 
 
 # -- the experiment -------------------------------------------------------------------------------
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """Wave (a): one forward/backward per signal cell; (b): the depth sweep; (c): the comparison. The
+    probe times one SGD step of the comparison's network (BatchNorm, ``final_depth``) on a batch of
+    the dataset's shape; deeper sweep nets cost proportionally more per step."""
+    spec = data.spec(cfg.dataset)
+    c, h, _ = spec.image_shape or (3, 32, 32)
+    side = cfg.image_size or h
+    n_train = cfg.train_subset or {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}.get(spec.name, 1_437)
+    steps = -(-n_train // cfg.batch_size)  # per epoch
+    made: dict[str, Any] = {}
+
+    def step(device: Any) -> None:
+        if not made:  # built once: the probe times steps, not construction
+            made.update(net=resnet(cfg.final_depth, norm="batchnorm", num_classes=spec.num_classes or 10, in_channels=c,
+                                   width=cfg.width).to(device),
+                        x=torch.randn(cfg.batch_size, c, side, side, device=device),
+                        y=torch.randint(0, spec.num_classes or 10, (cfg.batch_size,), device=device))
+        F.cross_entropy(made["net"](made["x"]), made["y"]).backward()
+
+    deepest = max(cfg.depths)
+    sweep_runs = sum(cfg.sweep_seeds if depth == deepest else 1 for depth in cfg.depths) * len(cfg.variants)
+    mean_depth = sum(cfg.depths) / len(cfg.depths)
+    return [Wave("signal propagation cells (one forward/backward each)", len(signal_cells(cfg)), 1,
+                 "forward+backward passes at initialization", key_prefix="signal-", stage=1),
+            Wave("depth sweep, one run per (variant, depth, seed)", sweep_runs,
+                 cfg.epochs * steps * mean_depth / cfg.final_depth,
+                 f"SGD steps of a depth-{cfg.final_depth} net (deeper nets count proportionally more)",
+                 key_prefix="sweep-", probe=step, stage=2),
+            Wave("the comparison, one run per (variant, seed, mixup)", len(FINAL_VARIANTS) * cfg.seeds * len(cfg.mixup),
+                 cfg.final_epochs * steps, f"SGD steps of a depth-{cfg.final_depth} net on {cfg.batch_size} images",
+                 key_prefix="final-", probe=step, stage=3)]
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:
