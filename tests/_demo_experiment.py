@@ -78,7 +78,8 @@ def plan(cfg: Config) -> list[Wave]:
         x, y = torch.randn(64, 1, 8, 8, device=device), torch.randint(0, 10, (64,), device=device)
         torch.nn.functional.cross_entropy(model(x), y).backward()
 
-    return [Wave("trainings", cfg.tasks, cfg.epochs * 23, "SGD steps of an MLP on 64 digits", probe=step)]
+    return [Wave("trainings", cfg.tasks, cfg.epochs * 23, "SGD steps of an MLP on 64 digits", key_prefix="train-",
+                 probe=step)]
 
 
 def _first_attempt_pause(key: str) -> None:

@@ -188,11 +188,16 @@ def test_plan_counts_the_waves_and_times_a_step(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "plan for demo at scale small" in out and "trainings" in out
-    row = next(line for line in out.splitlines() if line.startswith("trainings"))
+    row = next(line for line in out.splitlines() if "trainings" in line)
     assert " 3 " in row and "69 SGD steps of an MLP on 64 digits" in row  # 3 tasks x (3 epochs x 23 steps)
     assert "not measured" not in row
     assert "1 wave(s), 3 task(s)" in out and "wall time with 2 worker(s)" in out
-    proc = demo("plan", "demo", "--no-probe")
+    proc = demo("plan", "demo", "--no-probe", "--out", str(tmp_path))
     assert proc.returncode == 0 and "not measured" in proc.stdout
+    record = wave_run(tmp_path)  # a finished run records how long each task took
+    assert set(record["task_seconds"]) == {"train-0", "train-1", "train-2"}
+    proc = demo("plan", "demo", "--scale", "smoke", "--no-probe", "--out", str(tmp_path))
+    row = next(line for line in proc.stdout.splitlines() if "trainings" in line)
+    assert f"run {record['run_id']}" in row and "not measured" not in row.split("run ")[1]
     proc = demo("plan", "nope")
     assert proc.returncode == 2 and "unknown myth 'nope'" in proc.stderr

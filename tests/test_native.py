@@ -3,7 +3,11 @@ reason instead of a library when it cannot be built."""
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
+import time
+
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +27,10 @@ def source(tmp_path):
 
 
 def _built():
-    from mlmyths.data import cache_dir
+    """The compiled libraries (and failure notes) in the cache, without their digests."""
+    from mlmyths.files import cache_dir
 
-    return sorted((cache_dir() / "native").glob("*"))
+    return sorted(p for p in (cache_dir() / "native").glob("*") if p.suffix != ".sha256")
 
 
 @needs_compiler
@@ -102,7 +107,77 @@ def test_unwritable_cache_gives_a_reason_not_an_error(source, monkeypatch, tmp_p
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))  # mkdir under a file fails
     assert native.load(source) is None
-    assert "Error" in native.status(source)
+    assert native.status(source).startswith("no safe cache for compiled kernels") and "Not a directory" in native.status(source)
+
+
+def _cache() -> Path:
+    from mlmyths.files import cache_dir
+
+    return cache_dir() / "native"
+
+
+@needs_compiler
+def test_a_planted_or_tampered_library_is_never_loaded(source):
+    """19.5: a library whose bytes do not match the digest recorded at build time is rebuilt, not loaded;
+    a link in its place is not followed."""
+    lib = native.load(source)
+    assert lib.add(2, 3) == 5
+    (built,) = _built()
+    native.forget(source)
+    planted = built.read_bytes().replace(b"GCC", b"XYZ", 1)  # other bytes: someone else's library
+    swap = built.with_name("planted.tmp")
+    swap.write_bytes(planted)
+    os.replace(swap, built)  # a new file: the copy this process already mapped stays as it was
+    lib = native.load(source)
+    assert lib is not None and lib.add(2, 3) == 5
+    assert built.read_bytes() != planted  # rebuilt
+    native.forget(source)
+    elsewhere = built.with_name("elsewhere.so")
+    os.replace(built, elsewhere)
+    built.symlink_to(elsewhere)
+    assert native.load(source).add(1, 1) == 2 and not built.is_symlink()
+
+
+def test_a_cache_others_can_write_to_is_refused_with_the_reason(source, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "shared-cache"))
+    directory = tmp_path / "shared-cache" / "mlmyths" / "native"
+    directory.mkdir(parents=True)
+    directory.chmod(0o777)
+    assert native.load(source) is None
+    why = native.status(source)
+    assert why.startswith("no safe cache for compiled kernels") and "writable by others (mode 777)" in why
+
+
+@needs_compiler
+def test_a_failure_that_may_pass_is_not_remembered(source, monkeypatch):
+    """A full disk (or no memory, a timeout) must not leave a note that blocks the fast path for good."""
+    real_run = subprocess.run
+
+    def disk_full(cmd, *args, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "cc1: fatal error: error writing to /tmp/x: No space left on device")
+
+    monkeypatch.setattr(subprocess, "run", disk_full)
+    assert native.load(source) is None and "No space left on device" in native.status(source)
+    assert not [p for p in _built() if p.suffix == ".failed"]
+    monkeypatch.setattr(subprocess, "run", real_run)
+    native.forget(source)
+    assert native.load(source).add(2, 2) == 4  # the fast path is back
+
+
+@needs_compiler
+def test_a_remembered_refusal_expires(source, monkeypatch):
+    source.write_text("int add(int a, int b) { return a + ; }\n")
+    assert native.load(source) is None
+    notes = [p for p in _built() if p.suffix == ".failed"]
+    assert notes
+    old = time.time() - native.FAILURE_MEMORY_S - 60
+    for note in notes:
+        os.utime(note, (old, old))
+    native.forget(source)
+    calls = []
+    real_run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(1) or real_run(*a, **k))
+    assert native.load(source) is None and calls  # tried again, not skipped
 
 
 @needs_compiler

@@ -34,7 +34,7 @@ import mlmyths
 from _doc_examples import pages, python_blocks
 from conftest import REPO, run_cli, skip_without
 
-CORE_DEPENDENCIES = {"torch", "numpy", "scipy", "scikit-learn", "matplotlib", "rich", "opt-einsum"}
+CORE_DEPENDENCIES = {"torch", "numpy", "scipy", "scikit-learn", "matplotlib", "rich", "opt-einsum", "cloudpickle"}
 EXAMPLE_EXTRAS = ("lightning", "captum")
 
 

@@ -213,6 +213,7 @@ def test_plan_has_a_wave_per_size_and_a_probe_that_times_tensorcalc():
     waves = tensors.plan(cfg)
     assert [w.tasks for w in waves[:2]] == [3 * (1 + len(tensors.peers()))] * 2
     assert waves[0].units_per_task == cfg.repeats + 1 and waves[-1].tasks == 1
+    assert [w.stage for w in waves] == [1, 2, 3] and waves[1].key_prefix == "time-n40-"
     rows = planning.estimate(waves, __import__("torch").device("cpu"))
     assert rows[0]["s per unit"] > 0 and rows[0]["task-hours"] > 0
 

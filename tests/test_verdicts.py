@@ -131,6 +131,10 @@ def test_each_experiment_is_calibrated(myth_id, calibrations):
     worst = cal.wrong_direction(m.CLAIMS)
     too_often = {cid: rate for cid, rate in worst.items() if not rate <= WRONG_DIRECTION_MAX}
     assert not too_often, f"{myth_id}: wrong-direction outcomes above 5% of {cal.draws} draws: {too_often}"
+    # the verdict can come out either way: some key claim on the other side makes it `supported`,
+    # every claim on the paper's side makes it `refuted` (the generic scenarios keep prerequisites met)
+    assert max(cal.verdicts[f"other:{c.id}"]["supported"] for c in m.CLAIMS if c.key) > 0.5
+    assert cal.verdicts["paper"]["refuted"] > 0.5
     # the scenarios are what they say: the paper side is not a claim at its threshold
     for c in m.CLAIMS:
         paper, other = m.CALIBRATION["paper"][c.id], m.CALIBRATION["other"][c.id]

@@ -3,7 +3,7 @@
     mlmyths list
     mlmyths run ID|all [--scale smoke|small|paper] [--dataset NAME] [--device auto|cpu|cuda] [--threads N]
                        [--seed N] [--out DIR] [--set key=value ...] [--resume] [--quiet]
-    mlmyths plan ID|all [--scale S] [--device D] [--workers N] [--set key=value ...] [--no-probe]
+    mlmyths plan ID|all [--scale S] [--device D] [--workers N] [--threads N] [--set key=value ...] [--no-probe]
     mlmyths report [DIR]
     mlmyths derive EXPR --wrt VAR [--order K] [--var NAME=KIND ...] [--code numpy|torch|jax]
     mlmyths data list | where NAME | fetch NAME
@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--dataset", help="dataset for experiments that take one")
     pl.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device the probes run on")
     pl.add_argument("--workers", type=int, default=1, metavar="N", help="parallel workers for the wall-time estimate")
+    pl.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads for the probes (as `mlmyths run --threads`; default: the libraries' choice)")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--no-probe", action="store_true", help="count the work only; time nothing")
+    pl.add_argument("--out", type=Path, default=Path("runs"),
+                    help="runs directory whose finished runs' task durations inform the estimate (default: runs/)")
 
     rep = sub.add_parser("report", help="render index.html and summary.md over a runs directory")
     rep.add_argument("dir", nargs="?", type=Path, default=Path("runs"))
@@ -292,8 +296,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     configs = [(m, myths.load(m)) for m in ids]
     configs = [(m, module, _config_for(m, module, args.scale, args.dataset, grouped, strict_shared=len(ids) == 1))
                for m, module in configs]
+    from mlmyths import report
+
+    finished = [r for _, r in report.collect(args.out)[0] if r.get("status") == "completed"] if args.out.is_dir() else []
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
     for myth_id, module, cfg in configs:
-        rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe)
+        history = [r for r in finished if r["myth"] == myth_id and r.get("scale") == args.scale]
+        with env.limit_threads(args.threads or 0):
+            rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe, history=history)
         print(planning.render(myth_id, args.scale, env.describe_device(device), rows, args.workers) + "\n")
     return EXIT_OK
 

@@ -255,6 +255,7 @@ class RunContext:
         self._echo = echo
         self._log_lock = threading.Lock()
         self.tasks_completed: list[str] = []
+        self.task_seconds: dict[str, float] = {}  #: wall seconds of each task run in this attempt
         self._task_checkpoints: list[Path] | None = None
         self.progress: ProgressFactory = progress_bar(interactive=interactive, log=self.log)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +275,7 @@ class RunContext:
         self._echo = None
         self._log_lock = threading.Lock()
         self.tasks_completed = []
+        self.task_seconds = {}
         self._task_checkpoints = None
         self.progress = no_progress
 
@@ -364,6 +366,7 @@ class RunContext:
             for ckpt in outcome.checkpoints:
                 Path(ckpt).unlink(missing_ok=True)
             self.tasks_completed.append(outcome.key)
+            self.task_seconds[outcome.key] = round(outcome.seconds, 3)
             self.log(f"task {outcome.key}: done in {outcome.seconds:.1f}s"
                      + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 else ""))
             _interrupts.check()
@@ -380,9 +383,11 @@ class RunContext:
                 self.tasks_completed.append(key)
             return load_state(path)  # type: ignore[no-any-return]
         outer, self._task_checkpoints = self._task_checkpoints, []
+        start = time.perf_counter()
         try:
             env.seed_globals(self.seed_for("task", key))
             value = fn()
+            self.task_seconds[key] = round(time.perf_counter() - start, 3)
             _interrupts.check()  # a signal a library swallowed still stops the run here
             save_state(path, value)
             for ckpt in self._task_checkpoints:
@@ -484,6 +489,7 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
         "config": cfg_dict, "env": env.capture(torch_device),
         "started": previous.get("started") or _now(),
         "duration_s": float(previous.get("duration_s") or 0.0), "error": None, "tasks_completed": [],
+        "task_seconds": dict(previous.get("task_seconds") or {}),
     }
     try:
         atomic_write_json(run_dir / "config.json", {"myth": myth, "scale": scale, "seed": seed, "device": device,
@@ -502,6 +508,7 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
     t0 = time.perf_counter()
 
     def finish(status: str, **fields: Any) -> dict[str, Any]:
+        record["task_seconds"].update(ctx.task_seconds)
         record.update(status=status, tasks_completed=list(ctx.tasks_completed),
                       duration_s=round(earlier + time.perf_counter() - t0, 3), **fields)
         problems = errors(jsonable(record), limit=3)

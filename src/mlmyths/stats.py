@@ -128,21 +128,13 @@ def crossed_mean_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[
     paired runs, ``values[s, i] = correct_a[s, i] - correct_b[s, i]``.
     """
     _check_confidence(confidence)
-    table = np.asarray(values, dtype=float)
+    table = np.asarray(values)
     if table.ndim != 2 or table.shape[1] < 2:
         raise UserError(f"crossed_mean_interval needs a (seeds, examples) table with >= 2 examples, "
                         f"got shape {table.shape}")
-    k, n = table.shape
-    mean = float(table.mean())
-    col_var = float(table.mean(axis=0).var(ddof=1)) / n
-    row_var = float(table.mean(axis=1).var(ddof=1)) / k if k > 1 else 0.0
-    se2 = row_var + col_var
-    if se2 == 0.0:
-        return mean, mean, mean, k, n
-    denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
-    df = se2 ** 2 / denom if denom > 0 else float(n - 1)
-    half = float(_t_quantile(0.5 + confidence / 2, df)) * float(np.sqrt(se2))
-    return mean, mean - half, mean + half, k, n
+    mean, low, high = _crossed(table.mean(dtype=np.float64), table.mean(axis=1, dtype=np.float64),
+                               table.mean(axis=0, dtype=np.float64), confidence)
+    return float(mean), float(low), float(high), table.shape[0], table.shape[1]
 
 
 def bootstrap_interval(statistic: Any, *samples: ArrayLike, confidence: float = 0.95, resamples: int = 2000,
@@ -206,15 +198,58 @@ def crossed_mean_intervals(tables: ArrayLike, confidence: float = 0.95) -> tuple
     if t.ndim != 3 or t.shape[2] < 2:
         raise UserError(f"crossed_mean_intervals needs a stack of (seeds, examples) tables with >= 2 examples, "
                         f"got shape {t.shape}")
-    _, k, n = t.shape
-    mean = t.mean(axis=(1, 2))  # (R,)
-    col_var = t.mean(axis=1).var(axis=1, ddof=1) / n  # (R,) examples' term
-    row_var = t.mean(axis=2).var(axis=1, ddof=1) / k if k > 1 else np.zeros_like(mean)  # (R,) seeds' term
+    return _crossed(t.mean(axis=(1, 2)), t.mean(axis=2), t.mean(axis=1), confidence)  # (R,), (R, k), (R, n)
+
+
+def crossed_ratio_interval(numerator: ArrayLike, denominator: ArrayLike, confidence: float = 0.95
+                           ) -> tuple[float, float, float, int, int]:
+    """Interval for the ratio of grand means ``mean(numerator) / mean(denominator)`` of two
+    ``(seeds, examples)`` tables over the same cells (a crossed design, as in
+    :func:`crossed_mean_interval`): ``(ratio, low, high, seeds, examples)``.
+
+    Delta method: to first order ``ratio_hat - ratio`` is the grand mean of the linearized cells
+    ``(numerator - ratio_hat * denominator) / mean(denominator)``, whose crossed interval (centred
+    on zero) gives the half-width. Typical use: a relative change of the error rate of paired runs,
+    ``numerator[s, i] = err_b[s, i] - err_a[s, i]``, ``denominator[s, i] = err_a[s, i]``. NaN ends
+    (and a NaN ratio) when the denominator's mean is zero.
+
+    >>> den = np.array([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    >>> r, lo, hi, k, n = crossed_ratio_interval(0.5 * den, den)
+    >>> r, lo, hi, k, n
+    (0.5, 0.5, 0.5, 2, 4)
+    """
+    _check_confidence(confidence)
+    num, den = np.asarray(numerator), np.asarray(denominator)
+    if num.shape != den.shape or num.ndim != 2 or num.shape[1] < 2:
+        raise UserError(f"crossed_ratio_interval needs two (seeds, examples) tables of equal shape with >= 2 "
+                        f"examples, got shapes {num.shape} and {den.shape}")
+    k, n = num.shape
+    scale = float(den.mean(dtype=np.float64))
+    if scale == 0.0 or not np.isfinite(scale):
+        return float("nan"), float("nan"), float("nan"), k, n
+    ratio = float(num.mean(dtype=np.float64)) / scale
+    # the linearized cells are linear in the tables, so their margins come from the tables' margins
+    seed_means = (num.mean(axis=1, dtype=np.float64) - ratio * den.mean(axis=1, dtype=np.float64)) / scale  # (k,)
+    example_means = (num.mean(axis=0, dtype=np.float64) - ratio * den.mean(axis=0, dtype=np.float64)) / scale  # (n,)
+    _, low, _ = _crossed(np.float64(0.0), seed_means, example_means, confidence)
+    return ratio, ratio + float(low), ratio - float(low), k, n
+
+
+def _crossed(mean: Any, seed_means: np.ndarray, example_means: np.ndarray, confidence: float
+             ) -> tuple[Any, Any, Any]:
+    """The crossed interval from a table's grand mean and its row (seed) and column (example) means,
+    which are all the variance estimate ``var(seed means)/k + var(example means)/n`` needs, with a t
+    quantile on Welch-Satterthwaite degrees of freedom; vectorised over leading axes
+    (``mean (...)``, ``seed_means (..., k)``, ``example_means (..., n)``). One seed: the examples'
+    term alone."""
+    k, n = seed_means.shape[-1], example_means.shape[-1]
+    col_var = example_means.var(axis=-1, ddof=1) / n  # (...,) the examples' term
+    row_var = seed_means.var(axis=-1, ddof=1) / k if k > 1 else np.zeros_like(col_var)  # (...,) the seeds' term
     se2 = row_var + col_var
     denom = (row_var ** 2 / (k - 1) if k > 1 else 0.0) + col_var ** 2 / (n - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(denom > 0, se2 ** 2 / np.where(denom > 0, denom, 1.0), float(n - 1))
-    half = np.where(se2 > 0, special.stdtrit(df, 0.5 + confidence / 2) * np.sqrt(se2), 0.0)  # (R,)
+    half = np.where(se2 > 0, special.stdtrit(df, 0.5 + confidence / 2) * np.sqrt(se2), 0.0)
     return mean, mean - half, mean + half
 
 

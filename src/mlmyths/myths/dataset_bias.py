@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlmyths import config as configs
-from mlmyths import plots
+from mlmyths import data, plots
 from mlmyths.bias import (
     Classifier, Source, cross_dataset_table, load_source, name_that_dataset, name_within_class, prepare,
     pseudo_datasets, shared_classes,
@@ -58,6 +58,7 @@ from mlmyths.bias.sources import FONTS, is_image_dataset
 from mlmyths.claims import Claim, ClaimResult, Estimate, gated
 from mlmyths.errors import ConfigError, DataError
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.runs import RunContext
 from mlmyths.stats import bonferroni, crossed_mean_intervals, mean_std, simultaneous_min
@@ -504,6 +505,22 @@ def _measurements(cfg: Config, sources: Sequence[Source], control: Mapping[str, 
         h1, h2 = list(control)[:2]
         halves = np.stack([values[f"control-{h1}-{h2}-s{s}"]["correct"].ravel() for s in seeds])
     return {"classes": len(shared_classes(sources)), "pairs": pairs, "cross": cross, "halves": halves}
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """One wave: per seed, a naming and a cross-dataset task per pair of sources, the mixture control,
+    the all-sources game (raw and after removal) and the content rows."""
+    present = [s for s in cfg.sources if not s.endswith("?") or "=" in s or data.available(_spec_name(s))]
+    pairs = len(present) * (len(present) - 1) // 2
+    content = [s for s in cfg.content_sources if not s.endswith("?") or data.available(_spec_name(s))]
+    fit = "SVM fits" if cfg.features != "cnn" else "CNN trainings"
+    return [Wave("within-class naming, per pair and seed", pairs * cfg.seeds, 1, f"{fit} (every shared class)",
+                 key_prefix="name-"),
+            Wave("cross-dataset generalization, per pair and seed", pairs * cfg.seeds, 2, fit, key_prefix="cross-"),
+            Wave("mixture control (halves and the mixture), per seed", 4 * cfg.seeds, 1, fit, key_prefix="control-"),
+            Wave("Name That Dataset over all sources, raw and after removal, per seed", 2 * cfg.seeds,
+                 len(cfg.curve) + 1, f"{fit} (learning curve)", key_prefix="ntd-"),
+            Wave("content rows, per source and seed", len(content) * cfg.seeds, 1, fit, key_prefix="content-")]
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:

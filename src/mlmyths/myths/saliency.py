@@ -55,6 +55,7 @@ from mlmyths.errors import ConfigError, DataError
 from mlmyths.files import cache_dir
 from mlmyths.models import SmallCNN
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.runs import RunContext
 from mlmyths.saliency import (
@@ -674,6 +675,21 @@ def _sensitivity_task(cfg: Config, ctx: RunContext, shape: tuple[int, int], stat
 
 
 # -- the experiment ------------------------------------------------------------------------------------
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """Wave 1: a model per resolution; wave 2: an attack task per variant (and Captum-style sensitivity per method)."""
+    sides = [cfg.image_size * f for f in (1, *cfg.upsample)]
+    steps = cfg.epochs * -(-(cfg.train_subset or 60_000) // cfg.batch_size)
+    trained = cfg.model == "smallcnn"
+    waves = [Wave("models, one per resolution", len(sides), steps if trained else 1,
+                  "SGD steps" if trained else "weights file loaded", key_prefix="model-", stage=1),
+             Wave("attacks, one per (resolution, method, attack, epsilon)", len(_variants(cfg)), cfg.steps,
+                  f"attack iterations on {cfg.images} images", key_prefix="r", stage=2)]
+    if cfg.sensitivity_samples > 0:
+        waves.append(Wave("max-sensitivity, one per method", len(cfg.methods), cfg.sensitivity_samples,
+                          "perturbed explanations", key_prefix="sensitivity-", stage=2))
+    return waves
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:

@@ -369,7 +369,7 @@ def measure_all(cfg: Config, ctx: RunContext, frameworks: list[str]) -> list[dic
     device = str(ctx.device)
 
     def run_wave(jobs: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
-        keys = {f"time-{p}-n{n}-{s}": (p, n, s) for p, n, s in jobs}
+        keys = {f"time-n{n}-{p}-{s}": (p, n, s) for p, n, s in jobs}
         done = ctx.map({k: (lambda job=job: measure_one(cfg, *job, device, ctx.threads)) for k, job in keys.items()})
         return [done[k] for k in keys]
 
@@ -423,9 +423,11 @@ def plan(cfg: Config) -> list[Wave]:
     problem = "logistic" if "logistic" in cfg.problems else cfg.problems[0]
     waves = [Wave(f"Hessian measurements at n={n} (one child process each)", len(cfg.problems) * (1 + len(frameworks)),
                   cfg.repeats + 1, f"Hessian evaluations at n={n} (probe: tensorcalc's {problem} Hessian; the "
-                  "frameworks' take 10-1000x longer)", probe=_probe(problem, n)) for n in sorted(cfg.sizes)]
+                  "frameworks' take 10-1000x longer)", key_prefix=f"time-n{n}-", probe=_probe(problem, n),
+                  stage=stage) for stage, n in enumerate(sorted(cfg.sizes), start=1)]
     return waves + [Wave("expression sizes (one child process)", 1, len(cfg.problems),
-                         "problems whose Hessians every system traces in three modes")]
+                         "problems whose Hessians every system traces in three modes", key_prefix="expression-sizes",
+                         stage=len(waves) + 1)]
 
 
 def _probe(problem: str, n: int) -> Any:

@@ -72,6 +72,7 @@ from mlmyths import data, plots
 from mlmyths.claims import Claim, ClaimResult, Estimate, by_id, gated
 from mlmyths.errors import ConfigError, DataError
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.reuse import cifar101, zoo
 from mlmyths.reuse.analysis import analyze_zoo
@@ -532,6 +533,18 @@ def measurements(cfg: Config, published: dict[str, dict[str, Any]], sel: list[di
 
 
 # -- the experiment ---------------------------------------------------------------------------------------------
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """Wave 1: the zoo's families and the published versions; wave 2: one greedy selection per partition."""
+    waves = [Wave("zoo families", len(cfg.families), 1, "family trained (its snapshots and sizes)",
+                  key_prefix="zoo-", stage=1)]
+    if cfg.published:
+        waves.append(Wave("published models on CIFAR-10.1", len(cfg.versions), cfg.n_boot, "bootstrap resamples",
+                          key_prefix="published-", stage=1))
+    waves.append(Wave("selections against a reused holdout", cfg.repeats, cfg.rounds, "greedy rounds",
+                      key_prefix="select-", stage=2))
+    return waves
 
 
 def run(cfg: Config, ctx: RunContext) -> Result:
