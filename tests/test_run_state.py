@@ -265,3 +265,25 @@ def test_user_error_inside_a_run_keeps_what_was_computed(tmp_path):
         runs.execute("demo", Experiment, demo.config("smoke"), out=tmp_path)
     record = read_results(tmp_path, "demo")
     assert record["status"] == "failed" and record["tasks_completed"] == ["first"]
+
+
+def test_an_interrupt_a_library_turns_into_another_exception_is_still_interrupted(tmp_path):
+    def converting_library() -> dict:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            raise RuntimeError("the library's own error while stopping") from None
+        return {}
+
+    class Experiment:
+        CLAIM = demo.CLAIM
+
+        @staticmethod
+        def run(cfg, ctx):
+            ctx.task("first", converting_library)
+
+    with pytest.raises(runs.RunInterrupted):
+        runs.execute("demo", Experiment, demo.config("smoke"), out=tmp_path)
+    record = read_results(tmp_path, "demo")
+    assert record["status"] == "interrupted" and record["error"] == "interrupted before completion"

@@ -348,3 +348,29 @@ def render_html(root: Path, overview: list[dict[str, Any]], runs: list[tuple[Pat
             f"<body><h1>mlmyths report</h1><p class='muted'>{len(runs)} run(s) under {html.escape(str(root))}</p>"
             f"<h2>The seven myths</h2>{_html_table(rows, raw_cols=('myth', 'claim', 'verdict', 'reason', 'run'))}"
             f"{broken}{body}</body></html>")
+
+
+# -- the README's findings table -------------------------------------------------------------------------
+
+FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
+
+
+def claim_brief(c: dict[str, Any]) -> str:
+    """One claim in a few words: ``id: estimate [low, high] vs rule -> outcome``."""
+    rule = f"{_TEST_WORDS.get(c['test'], c['test'])}{fmt(float(c['threshold']))}"
+    if c.get("estimate") is None or not c.get("ci"):
+        return f"`{c['id']}` not tested"
+    low, high = c["ci"]
+    return f"`{c['id']}` {fmt(c['estimate'])} [{fmt(low)}, {fmt(high)}] vs {rule}: {c['outcome'].replace('_', ' ')}"
+
+
+def findings_rows(records: Mapping[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """``(myth, verdict, key claims; secondary claims)`` per record, every number taken from it."""
+    rows = []
+    for myth, record in records.items():
+        claims = record.get("claims") or []
+        key = "; ".join(claim_brief(c) for c in claims if c.get("key"))
+        other = "; ".join(claim_brief(c) for c in claims if not c.get("key"))
+        verdict = (record.get("verdict") or {}).get("outcome", record.get("status", "?"))
+        rows.append((myth, verdict, f"key: {key}" + (f". Also: {other}" if other else "")))
+    return rows

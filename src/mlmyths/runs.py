@@ -503,8 +503,6 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
         raise _filesystem_error(exc, run_dir) from None
     earlier = record["duration_s"]
     record["env"]["executor"] = ctx.executor.describe()
-    ctx.log(f"{'resuming' if resuming else 'starting'} {myth} (scale={scale}, seed={seed}, "
-            f"device={record['env']['device']}, tasks on {ctx.executor.describe()}) in {run_dir}")
     t0 = time.perf_counter()
 
     def finish(status: str, **fields: Any) -> dict[str, Any]:
@@ -525,7 +523,9 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
 
     try:
         with interrupt_signals(), env.limit_threads(threads):
-            record["env"]["threads"] = str(torch.get_num_threads())
+            record["env"].update(threads=str(torch.get_num_threads()), device=env.describe_device(torch_device))
+            ctx.log(f"{'resuming' if resuming else 'starting'} {myth} (scale={scale}, seed={seed}, "
+                    f"device={record['env']['device']}, tasks on {ctx.executor.describe()}) in {run_dir}")
             result = experiment.run(cfg, ctx)
         if not isinstance(result, Result):
             raise TypeError(f"{myth}: run() must return a mlmyths.records.Result, got {type(result).__name__}")
@@ -554,6 +554,11 @@ def _execute_locked(myth: str, experiment: Any, cfg: Any, *, run_dir: Path, seed
         ctx.log("failed:\n" + traceback.format_exc())
         return finish("failed", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug or a numerical failure: record it, keep what was computed
+        if _interrupts.received is not None:  # a library turned the interrupt into another exception
+            ctx.log(f"interrupted ({type(exc).__name__} raised after the signal); `mlmyths run {myth} --resume` "
+                    "continues from the last finished task")
+            finish("interrupted", error="interrupted before completion")
+            raise RunInterrupted(run_dir) from None
         ctx.log("failed:\n" + traceback.format_exc())
         return finish("failed", error=f"{type(exc).__name__}: {exc}")
     ctx.log(f"{verdict.outcome}: {verdict.reason}")
