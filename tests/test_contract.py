@@ -35,7 +35,7 @@ def test_module_declares_claims_calibration_and_the_three_functions(myth_id):
     assert set(m.CALIBRATION) == {"paper", "other"}
     for scenario, truth in m.CALIBRATION.items():
         assert set(truth) == ids, (scenario, set(truth) ^ ids)
-    for name in ("config", "run", "evaluate", "simulate", "rehearsal"):
+    for name in ("config", "run", "evaluate", "simulate", "rehearsal", "plan"):
         assert callable(getattr(m, name)), name
     assert set(m.SCALES) == set(config.SCALES)
     assert "threshold" not in {f.name for f in dataclasses.fields(m.Config)}  # thresholds live in CLAIMS only
@@ -110,6 +110,17 @@ def test_a_bad_value_of_each_field_is_rejected_in_post_init(myth_id):
         else:
             accepted.append((f.name, bad))
     assert not accepted, f"{myth_id}: Config accepted bad values {accepted}"
+
+
+@pytest.mark.parametrize("myth_id", MYTH_IDS)
+@pytest.mark.parametrize("scale", config.SCALES)
+def test_plan_counts_tasks_without_running_anything(myth_id, scale):
+    from mlmyths.myths.planning import Wave
+
+    waves = myths.load(myth_id).plan(myths.load(myth_id).config(scale))
+    assert waves and all(isinstance(w, Wave) for w in waves)
+    assert all(w.tasks >= 0 and w.units_per_task >= 0 and w.key_prefix for w in waves)
+    assert sum(w.tasks for w in waves) > 0
 
 
 @pytest.mark.parametrize("myth_id", MYTH_IDS)
