@@ -56,9 +56,9 @@ def test_band_path_in_chunks_equals_reference(monkeypatch, chunk_elements, causa
     """Long CPU sequences go through the band path in chunks of about CHUNK_ELEMENTS inputs
     (chunks overlap by K-1 inputs): chunked outputs and gradients equal the reference, whether
     the chunks are one block, several, or do not divide T."""
-    import mlmyths.models.lightconv as lightconv
+    import mlmyths.models.lightconv_ops as ops
 
-    monkeypatch.setattr(lightconv, "CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(ops, "CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(chunk_elements)
     conv = DynamicConv1d(16, 7, 4, causal=causal, method="band", block_size=4).double()
     x = torch.randn(2, 50, 16, dtype=torch.float64, requires_grad=True)
@@ -370,7 +370,7 @@ def test_greedy_generation_with_cache_equals_recomputing(name):
 def test_custom_backward_passes_gradcheck():
     """The hand-written backward passes (LightConv on the CPU, DynamicConv's band path) against
     finite differences, in float64, with T not a multiple of the block size."""
-    from mlmyths.models.lightconv import _BandConvFunction, _light_kernel_grad, lightweight_conv
+    from mlmyths.models.lightconv_ops import _BandConvFunction, _light_kernel_grad, lightweight_conv
 
     gen = torch.Generator().manual_seed(11)
     x_padded = torch.randn(2, 11 + 4, 6, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -401,7 +401,7 @@ def test_custom_backward_passes_gradcheck():
 def test_whole_dynamic_conv_function_gradcheck(softmax, padding):
     """DynamicConv in one function (prediction, softmax, band convolution; the CPU path without
     DropConnect) against finite differences, in several chunks and blocks, input and weight."""
-    from mlmyths.models.lightconv import _DynamicConvFunction
+    from mlmyths.models.lightconv_ops import _DynamicConvFunction
 
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 11, 6, dtype=torch.float64, generator=gen, requires_grad=True)
@@ -420,7 +420,7 @@ def test_dynamic_conv_cpu_routes_agree(softmax):
     """The three CPU routes of DynamicConv1d's band path give the reference's outputs and gradients:
     the whole layer in one function (training without DropConnect, or eval), the band function on
     the normalized kernels (with DropConnect, here with its mask fixed by eval), and the reference."""
-    from mlmyths.models.lightconv import _band_chunk, _BandConvFunction
+    from mlmyths.models.lightconv_ops import _band_chunk, _BandConvFunction
 
     torch.manual_seed(5)
     conv = DynamicConv1d(16, 7, 4, causal=False, weight_softmax=softmax, method="band", block_size=4).double()
@@ -444,7 +444,7 @@ def test_dynamic_conv_cpu_routes_agree(softmax):
 def native_kernels():
     """The native DynamicConv kernels; skips where this machine cannot build them."""
     from mlmyths import native
-    from mlmyths.models.lightconv import NATIVE_SOURCE, _native_library
+    from mlmyths.models.lightconv_ops import NATIVE_SOURCE, _native_library
 
     if _native_library() is None:
         pytest.skip(f"native DynamicConv kernels unavailable: {native.status(NATIVE_SOURCE)}")
@@ -526,15 +526,15 @@ def test_native_results_do_not_depend_on_threads_or_layout():
 
 @pytest.mark.usefixtures("native_kernels")
 def test_auto_takes_native_for_float32_cpu_only():
-    from mlmyths.models.lightconv import _choose_method, dynamic_conv_path
+    from mlmyths.models.lightconv_ops import choose_path, dynamic_conv_path
 
     assert dynamic_conv_path().startswith("native (C kernels, built with")
     assert dynamic_conv_path("cuda").startswith("band")
     x32, x64 = torch.zeros(1, 100, 8), torch.zeros(1, 100, 8, dtype=torch.float64)
-    assert _choose_method("auto", 100, True, x32) == "native"
-    assert _choose_method("auto", 1, False, x32) == "native"
-    assert _choose_method("auto", 100, True, x64) == "band"
-    assert _choose_method("auto", 4, True, x64) == "unfold"
+    assert choose_path("auto", 100, True, x32) == "native"
+    assert choose_path("auto", 1, False, x32) == "native"
+    assert choose_path("auto", 100, True, x64) == "band"
+    assert choose_path("auto", 4, True, x64) == "unfold"
     with pytest.raises(UserError, match="float32"):
         DynamicConv1d(8, 3, 2, method="native").double()(x64)
 
@@ -543,13 +543,13 @@ def test_without_native_kernels_the_band_path_runs(monkeypatch):
     """With the native kernels switched off (MLMYTHS_NATIVE=0, or no compiler), "auto" takes the band
     path and gives the reference's result; asking for "native" says why it cannot run."""
     from mlmyths import native
-    from mlmyths.models.lightconv import NATIVE_SOURCE, _choose_method, dynamic_conv_path
+    from mlmyths.models.lightconv_ops import NATIVE_SOURCE, choose_path, dynamic_conv_path
 
     monkeypatch.setenv("MLMYTHS_NATIVE", "0")
     native.forget(NATIVE_SOURCE)
     try:
         x = torch.randn(2, 40, 16)
-        assert _choose_method("auto", 40, True, x) == "band"
+        assert choose_path("auto", 40, True, x) == "band"
         assert dynamic_conv_path() == "band (batched matmuls; native kernels unavailable: disabled by MLMYTHS_NATIVE=0)"
         conv = DynamicConv1d(16, 5, 4)
         torch.testing.assert_close(conv(x), conv(x, reference=True), rtol=1e-5, atol=1e-5)
@@ -557,6 +557,39 @@ def test_without_native_kernels_the_band_path_runs(monkeypatch):
             DynamicConv1d(16, 5, 4, method="native")(x)
     finally:
         native.forget(NATIVE_SOURCE)
+
+
+def test_one_dispatch_table_decides_every_route(monkeypatch):
+    """DynamicConv's path is chosen in one place, ``lightconv_ops.PATHS``: switching the native entry off
+    there moves dynamic_conv, the layer and dynamic_conv_path to the band path, and the band entry's
+    convolution is what the layer then calls (still the reference's result)."""
+    import dataclasses
+
+    from mlmyths.models import lightconv_ops as ops
+
+    band, calls = ops.PATHS["band"], []
+
+    def spy(x, kernel, padding, block_size):
+        calls.append(tuple(x.shape))
+        return band.convolve(x, kernel, padding, block_size)
+
+    monkeypatch.setitem(ops.PATHS, "native", dataclasses.replace(ops.PATHS["native"], why_not=lambda place: "off"))
+    monkeypatch.setitem(ops.PATHS, "band", dataclasses.replace(band, convolve=spy, whole_layer=False))
+    assert list(ops.PATHS) == ["native", "unfold", "band"]  # the order "auto" tries them
+    assert ops.dynamic_conv_path() == "band (batched matmuls; off)"
+    torch.manual_seed(12)
+    x = torch.randn(2, 40, 16)
+    conv = DynamicConv1d(16, 5, 4)
+    assert ops.layer_route("auto", x, conv.kernel_proj.weight, dropconnect=False) == ("band", False)
+    torch.testing.assert_close(conv(x), conv(x, reference=True), rtol=1e-5, atol=1e-5)
+    assert calls == [(2, 40, 16)]  # the unpadded input: the band path reads the padding rows itself
+    assert ops.choose_path("auto", ops.UNFOLD_MAX_T, True, x) == "unfold"
+    assert ops.choose_path("auto", ops.UNFOLD_MAX_T + 1, True, x) == "band"
+    assert ops.choose_path("auto", ops.UNFOLD_MAX_T_INFERENCE, False, x) == "unfold"
+    with pytest.raises(UserError, match="method 'native' cannot run here: off"):
+        dynamic_conv(x, torch.zeros(2, 36, 4, 5), "native")
+    with pytest.raises(UserError, match="unknown DynamicConv method 'fft'"):
+        ops.choose_path("fft", 10, True, x)
 
 
 @pytest.mark.parametrize("x_shape,kernel_shape,padding", [((2, 10, 16), (2, 6, 4, 5), (1, 0)),  # rows do not fit
@@ -572,7 +605,7 @@ def test_dynamic_conv_rejects_shapes_that_do_not_fit(x_shape, kernel_shape, padd
 def test_native_kernels_built_without_openmp(monkeypatch):
     """Where the compiler has no OpenMP, the kernels start POSIX threads of their own: same results."""
     from mlmyths import native
-    from mlmyths.models.lightconv import NATIVE_SOURCE
+    from mlmyths.models.lightconv_ops import NATIVE_SOURCE
 
     torch.manual_seed(4)
     x = torch.randn(2, 300, 32, requires_grad=True)

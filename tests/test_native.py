@@ -91,7 +91,7 @@ def test_missing_compiler(source, monkeypatch):
 
 @needs_compiler
 def test_native_dynamic_conv_library_exports_its_kernels():
-    from mlmyths.models.lightconv import NATIVE_SOURCE, _native_library
+    from mlmyths.models.lightconv_ops import NATIVE_SOURCE, _native_library
 
     lib = _native_library()
     if lib is None:

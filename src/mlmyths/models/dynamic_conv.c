@@ -2,7 +2,7 @@
  *
  * Wu, Fan, Baevski, Dauphin & Auli, "Pay Less Attention with Lightweight and Dynamic Convolutions",
  * ICLR 2019, Eq. 4: y[b,t,c] = sum_k w[b,t,h,k] * x[b,t+k-left,c], h = c / R, R = C / H channels per head,
- * with x read as zero outside its rows. mlmyths.models.lightconv compiles this file on first use
+ * with x read as zero outside its rows. mlmyths.models.lightconv_ops compiles this file on first use
  * (mlmyths.native) and calls it through ctypes; without a C compiler it takes its band path instead.
  *
  * Layouts (all C-contiguous float32): x (B, Tx, C), kernels w (B, T, H, K), output gradient g (B, T, C).
