@@ -1,4 +1,4 @@
-"""mlmyths.stats: fast quantiles give scipy.stats' numbers; vectorised crossed intervals equal the one-table reference."""
+"""mlmyths.stats: fast quantiles give scipy.stats' numbers; vectorised intervals equal the one-at-a-time references."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from scipy import stats as sps
 
 from mlmyths import stats
 from mlmyths.errors import UserError
-from mlmyths.stats import crossed_mean_interval, crossed_mean_intervals
+from mlmyths.stats import bonferroni, crossed_mean_interval, crossed_mean_intervals, t_interval, t_intervals
 
 
 @pytest.mark.parametrize("seeds", [1, 2, 5])
@@ -138,3 +138,28 @@ def test_welch_t_interval_covers_at_its_level():
         _, low, high, _ = stats.welch_t_interval(rng.normal(0.5, 0.1, 4), rng.normal(0.0, 0.4, 6), 0.9)
         hits += bool(low <= 0.5 <= high)
     assert 0.87 <= hits / 2000 <= 0.93
+
+
+def test_t_intervals_equal_t_interval_row_by_row():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 9))
+    table[1, 4:] = np.nan  # a shorter row (NaN-padded)
+    table[2, 1:] = np.nan  # one value: no interval
+    table[3, :] = 2.5  # no spread: a point interval
+    table[4, 0] = np.inf  # non-finite entries are left out, as in t_interval
+    levels = np.array([0.95, bonferroni(0.95, 3), 0.95, 0.9, 0.99, 0.5])
+    means, lows, highs, ns = t_intervals(table, levels)
+    for i, row in enumerate(table):
+        expected = t_interval(row, float(levels[i]))
+        got = (means[i], lows[i], highs[i], ns[i])
+        np.testing.assert_allclose(np.array(got[:3], dtype=float), np.array(expected[:3], dtype=float),
+                                   rtol=1e-12, atol=1e-12, equal_nan=True)
+        assert got[3] == expected[3]
+    assert ns.tolist() == [9, 4, 1, 9, 8, 9] and np.isnan(lows[2]) and lows[3] == highs[3] == 2.5
+
+
+def test_t_intervals_rejects_bad_input():
+    with pytest.raises(UserError, match="confidence must be in"):
+        t_intervals([[1.0, 2.0]], 1.0)
+    with pytest.raises(UserError, match=r"\(rows, units\) table"):
+        t_intervals([1.0, 2.0])

@@ -278,3 +278,32 @@ def welch_t_interval(a: ArrayLike, b: ArrayLike, confidence: float = 0.95) -> tu
     df = se2 * se2 / (va * va / (na - 1) + vb * vb / (nb - 1))
     half = _t_quantile(0.5 + confidence / 2, df) * float(np.sqrt(se2))
     return diff, diff - half, diff + half, na + nb
+
+
+def t_intervals(values: ArrayLike, confidence: ArrayLike = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`t_interval` for every row of a ``(rows, units)`` table at once, with one quantile call:
+    ``(means, lows, highs, ns)``, each ``(rows,)``, over the finite entries of each row (so rows of
+    different lengths can share a table, padded with NaN); NaN ends for rows with fewer than two.
+    ``confidence`` may differ per row (e.g. Bonferroni levels beside plain ones).
+
+    For claim evaluations that run thousands of times in calibration, where one quantile call per
+    interval dominates the time.
+
+    >>> means, lows, highs, ns = t_intervals([[1.0, 2.0, 3.0], [4.0, 4.0, float("nan")]])
+    >>> [round(float(v), 3) for v in (lows[0], highs[0])], ns.tolist(), float(highs[1])
+    ([-0.484, 4.484], [3, 2], 4.0)
+    """
+    levels = np.asarray(confidence, dtype=float)
+    if not np.all((levels > 0.0) & (levels < 1.0)):
+        raise UserError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
+    table = np.asarray(values, dtype=float)
+    if table.ndim != 2:
+        raise UserError(f"t_intervals needs a (rows, units) table, got shape {table.shape}")
+    finite = np.isfinite(table)
+    n = finite.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(finite, table, 0.0).sum(axis=1) / n
+        var = (np.where(finite, table - mean[:, None], 0.0) ** 2).sum(axis=1) / (n - 1)
+        crit = special.stdtrit(np.maximum(n - 1, 1), 0.5 + levels / 2)  # t quantiles, fast
+        half = np.where(n >= 2, crit * np.sqrt(var / n), np.nan)
+    return mean, mean - half, mean + half, n
