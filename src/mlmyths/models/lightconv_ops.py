@@ -573,12 +573,12 @@ def softmax_kernel(logits: Tensor, inplace: bool = False) -> Tensor:
 
 # -- DynamicConv: the one dispatch table -----------------------------------------------------------
 
-#: The (device type, dtype) pairs of the tensors a path would get.
-Placement = frozenset[tuple[str, torch.dtype]]
+#: The (device type, dtype) of each tensor a path would get.
+Placement = tuple[tuple[str, torch.dtype], ...]
 
 
 def _placement(*tensors: Tensor) -> Placement:
-    return frozenset((t.device.type, t.dtype) for t in tensors)
+    return tuple((t.device.type, t.dtype) for t in tensors)
 
 
 def _native_why_not(place: Placement) -> str | None:
@@ -591,10 +591,6 @@ def _native_why_not(place: Placement) -> str | None:
         return "it runs on float32 CPU tensors"
     if _native_library() is None:
         return f"native kernels unavailable: {native.status(NATIVE_SOURCE)}"
-    return None
-
-
-def _anywhere(place: Placement) -> str | None:
     return None
 
 
@@ -624,7 +620,7 @@ class ConvPath:
 
     name: str  #: the ``method`` that asks for it
     summary: str  #: what it is, in a few words (for reports)
-    why_not: Callable[[Placement], str | None]  #: why it cannot take such tensors here (None: it can)
+    why_not: Callable[[Placement], str | None] | None  #: why it cannot take such tensors here (None: it can); None: runs anywhere
     auto_takes: Callable[[int, bool], bool]  #: whether ``method="auto"`` wants it for T positions (with gradients?)
     convolve: Callable[[Tensor, Tensor, tuple[int, int], int], Tensor]  #: (x, kernel, padding, block_size) -> y
     whole_layer: bool  #: whether :class:`_DynamicConvFunction` can run a whole layer on it
@@ -635,17 +631,23 @@ class ConvPath:
 #: :func:`dynamic_conv_path` read it).
 PATHS: dict[str, ConvPath] = {p.name: p for p in (
     ConvPath("native", "C kernels", _native_why_not, _always, _native_convolve, whole_layer=True),
-    ConvPath("unfold", "K-windows as a strided view", _anywhere, _few_positions, _unfold_convolve, whole_layer=False),
-    ConvPath("band", "batched matmuls", _anywhere, _always, _band_convolve, whole_layer=True),
+    ConvPath("unfold", "K-windows as a strided view", None, _few_positions, _unfold_convolve, whole_layer=False),
+    ConvPath("band", "batched matmuls", None, _always, _band_convolve, whole_layer=True),
 )}
 
 
-def _choose(method: str, T: int, grad: bool, place: Placement) -> str:
+def _why_not(path: ConvPath, place: Callable[[], Placement]) -> str | None:
+    return None if path.why_not is None else path.why_not(place())
+
+
+def _choose(method: str, T: int, grad: bool, place: Callable[[], Placement]) -> str:
+    """The path for ``method``; ``place()`` gives the tensors' placement (only asked for when a path
+    depends on it: this runs at every layer call, decoding steps included)."""
     if method == "auto":
-        return next(p.name for p in PATHS.values() if p.why_not(place) is None and p.auto_takes(T, grad))
+        return next(p.name for p in PATHS.values() if p.auto_takes(T, grad) and _why_not(p, place) is None)
     if method not in PATHS:
         raise UserError(f"unknown DynamicConv method {method!r}; choose auto, {', '.join(PATHS)}")
-    why = PATHS[method].why_not(place)
+    why = _why_not(PATHS[method], place)
     if why is not None:
         raise UserError(f"DynamicConv method {method!r} cannot run here: {why}; use auto or band")
     return method
@@ -654,7 +656,7 @@ def _choose(method: str, T: int, grad: bool, place: Placement) -> str:
 def choose_path(method: str, T: int, grad: bool, *tensors: Tensor) -> str:
     """The DynamicConv path (a key of :data:`PATHS`) for ``method`` on T positions of ``tensors``, with
     gradients or not; a :class:`UserError` saying why when an explicit ``method`` cannot run on them."""
-    return _choose(method, T, grad, _placement(*tensors))
+    return _choose(method, T, grad, lambda: _placement(*tensors))
 
 
 def dynamic_conv(x_padded: Tensor, kernel: Tensor, method: Method = "auto", block_size: int = BAND_BLOCK,
@@ -704,9 +706,9 @@ def dynamic_conv_layer(x: Tensor, weight: Tensor, heads: int, padding: tuple[int
 def dynamic_conv_path(device: torch.device | str = "cpu") -> str:
     """Which path ``method="auto"`` takes for float32 sequences beyond a few positions on ``device``,
     and why: for reports and benchmarks, whose timings depend on it."""
-    place = frozenset({(torch.device(device).type, torch.float32)})
-    name = _choose("auto", UNFOLD_MAX_T_INFERENCE + 1, True, place)
+    place: Placement = ((torch.device(device).type, torch.float32),)
+    name = _choose("auto", UNFOLD_MAX_T_INFERENCE + 1, True, lambda: place)
     if name == "native":
         return f"native ({PATHS[name].summary}, {native.status(NATIVE_SOURCE)})"
-    skipped = [why for p in PATHS.values() if p.name != name and (why := p.why_not(place)) is not None]
+    skipped = [why for p in PATHS.values() if p.name != name and (why := _why_not(p, lambda: place)) is not None]
     return f"{name} ({PATHS[name].summary}" + "".join(f"; {why}" for why in skipped) + ")"
