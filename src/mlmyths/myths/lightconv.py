@@ -59,6 +59,7 @@ from mlmyths.measure import forward_backward, time_and_memory, wall_time
 from mlmyths.models.lightconv import ConvLM, ConvLMConfig, ConvMixer, dynamic_conv_path, receptive_field
 from mlmyths.models.transformer import CausalSelfAttention, LanguageModel, TransformerLM, TransformerLMConfig
 from mlmyths.myths import claim
+from mlmyths.myths.planning import Wave
 from mlmyths.records import Result
 from mlmyths.runs import RunContext
 from mlmyths.stats import bonferroni, mean_std, simultaneous_min, t_intervals
@@ -295,6 +296,47 @@ def rehearsal(cfg: Config) -> Config:
         val_chars=2 * cfg.context, steps=2, batch_size=1, warmup_steps=1, seeds=1, generate_chars=4, curve_every=0,
         curve_chars=cfg.context, decode_batch=2, decode_rounds=2, decode_tokens=8, scaling_lengths=cfg.scaling_lengths[:2],
         scaling_batch=1, scaling_repeats=1, recall_steps=2, recall_batch_size=4, recall_eval=8)
+
+
+def plan(cfg: Config) -> list[Wave]:
+    """The waves of :func:`run` and their work (``mlmyths plan lightconv``); probes time one unit of it
+    with the Transformer (the largest of the three per step), on random tokens."""
+    vocab, built = 256, {}  # about enwik8's byte alphabet (fortunes' is smaller); models built once per device
+
+    def transformer(device: Any, recall: bool = False) -> LanguageModel:
+        if (str(device), recall) not in built:
+            model = (build_lm("transformer", recall_model_config(cfg), recall_vocab(cfg), 4 * cfg.recall_dim) if recall
+                     else build_lm("transformer", cfg, vocab, cfg.ffn_mult * cfg.dim))
+            built[str(device), recall] = model.to(device)
+        return built[str(device), recall]
+
+    def lm_step(device: Any) -> None:
+        tokens = torch.randint(0, vocab, (cfg.batch_size, cfg.context + 1), device=device)
+        logits = transformer(device)(tokens[:, :-1])
+        nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()).backward()
+
+    def decode_step(device: Any) -> None:
+        model = transformer(device)
+        with torch.inference_mode():
+            model.step(torch.zeros(cfg.decode_batch, 1, dtype=torch.long, device=device),
+                       model.init_state(cfg.decode_batch))
+
+    def recall_step(device: Any) -> None:
+        x, y, _ = recall_data(cfg.recall_batch_size, cfg.recall_pairs, cfg.recall_queries, cfg.recall_values,
+                              torch.Generator().manual_seed(0))
+        logits = transformer(device, recall=True)(x.to(device))
+        nn.functional.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), ignore_index=-100).backward()
+
+    return [
+        Wave("language models (one per model and seed)", len(MODELS) * cfg.seeds, cfg.steps,
+             f"AdamW steps of {cfg.batch_size}x{cfg.context} characters", probe=lm_step),
+        Wave("decoding speed (interleaved rounds)", 1, (cfg.decode_rounds + 1) * len(MODELS) * decode_tokens(cfg),
+             f"decoding steps of {cfg.decode_batch} sequences", probe=decode_step),
+        Wave(f"sublayer timings (one wave per T, up to {max(cfg.scaling_lengths)})", len(cfg.scaling_lengths),
+             (cfg.scaling_repeats + 1) * len(MODELS), "forward+backward calls of a sublayer"),
+        Wave("associative recall (one per model)", len(MODELS), cfg.recall_steps,
+             f"AdamW steps of {cfg.recall_batch_size} recall sequences", probe=recall_step),
+    ]
 
 
 # -- models -----------------------------------------------------------------------------------------------
