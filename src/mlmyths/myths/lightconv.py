@@ -896,10 +896,10 @@ def _differences(cfg: Config) -> list[str]:
             data.REHEARSAL_PREFIX) else "") + "; the paper: WMT'14 En-De/En-Fr, WMT'17 Zh-En, IWSLT'14 De-En, Billion "
         "Word, CNN-DailyMail.",
         f"Model: decoder-only LMs of width {cfg.dim}, {cfg.layers} layers, kernels {cfg.kernel_sizes}, parameters "
-        "matched from below; the paper's models are encoder-decoders of width 1024 (Big) with about 200M "
-        "parameters, and its LM has 339M.",
+        "matched from below; the paper's translation models are encoder-decoders of width 1024 (Big) with about "
+        "200M parameters (Table 3), its Billion Word LM has about 340M (Table 4).",
         f"Budget: {cfg.steps} steps of {cfg.batch_size}x{cfg.context} characters, {cfg.seeds} seeds; the paper trains "
-        "on 8-128 GPUs to the end of full schedules and averages the last checkpoints.",
+        "on multi-GPU machines to the end of full schedules and averages the last checkpoints.",
         f"Speed: greedy decoding of {decode_tokens(cfg)} tokens (the models' training context is {cfg.context}) "
         f"for {cfg.decode_batch} sequences on this run's device; the paper: beam 4, batch 256 sentences on a P100 "
         "GPU, translation models.",
