@@ -212,8 +212,10 @@ def test_sublayers_run_forward_backward_and_are_timed():
 def test_plan_lists_every_wave_with_its_work():
     cfg = exp.config("small")
     waves = exp.plan(cfg)
-    assert [w.tasks for w in waves] == [3 * cfg.seeds, 1, len(cfg.scaling_lengths), 3]
-    assert waves[0].units_per_task == cfg.steps and waves[3].units_per_task == cfg.recall_steps
+    assert [w.tasks for w in waves] == [3 * cfg.seeds, 1] + [1] * len(cfg.scaling_lengths) + [3]
+    assert [w.stage for w in waves] == list(range(1, len(waves) + 1))  # every wave waits for the one before
+    assert waves[0].units_per_task == cfg.steps and waves[-1].units_per_task == cfg.recall_steps
+    assert [w.key_prefix for w in waves[2:-1]] == [f"scaling-T{T}" for T in sorted(cfg.scaling_lengths)]
     tiny = exp.config("smoke", dim=16, layers=1, kernel_sizes=(3,), context=8, batch_size=2, decode_batch=2,
                       recall_dim=8, recall_pairs=4, recall_queries=2, recall_batch_size=2)
     for wave in exp.plan(tiny):

@@ -322,15 +322,18 @@ def plan(cfg: Config) -> list[Wave]:
         logits = transformer(device, recall=True)(x.to(device))
         nn.functional.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), ignore_index=-100).backward()
 
+    scaling_stages = range(3, 3 + len(cfg.scaling_lengths))
     return [
         Wave("language models (one per model and seed)", len(MODELS) * cfg.seeds, cfg.steps,
-             f"AdamW steps of {cfg.batch_size}x{cfg.context} characters", probe=lm_step),
+             f"AdamW steps of {cfg.batch_size}x{cfg.context} characters", key_prefix="lm-", probe=lm_step, stage=1),
         Wave("decoding speed (interleaved rounds)", 1, (cfg.decode_rounds + 1) * len(MODELS) * decode_tokens(cfg),
-             f"decoding steps of {cfg.decode_batch} sequences", probe=decode_step),
-        Wave(f"sublayer timings (one wave per T, up to {max(cfg.scaling_lengths)})", len(cfg.scaling_lengths),
-             (cfg.scaling_repeats + 1) * len(MODELS), "forward+backward calls of a sublayer"),
+             f"decoding steps of {cfg.decode_batch} sequences", key_prefix="decode-speed", probe=decode_step, stage=2),
+        *(Wave(f"sublayer timings at T={T}", 1, (cfg.scaling_repeats + 1) * len(MODELS),
+               "forward+backward calls of a sublayer", key_prefix=f"scaling-T{T}", stage=stage)
+          for stage, T in zip(scaling_stages, sorted(cfg.scaling_lengths))),
         Wave("associative recall (one per model)", len(MODELS), cfg.recall_steps,
-             f"AdamW steps of {cfg.recall_batch_size} recall sequences", probe=recall_step),
+             f"AdamW steps of {cfg.recall_batch_size} recall sequences", key_prefix="recall-", probe=recall_step,
+             stage=3 + len(cfg.scaling_lengths)),
     ]
 
 
