@@ -18,6 +18,12 @@ from mlmyths.myths import verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_DIRECTION_MAX = 0.05
+#: Myths whose `small` sample sizes cannot bring every key claim to `reproduced` even when the paper
+#: is right (power to come out `refuted` under 50%; stated in docs/VERDICTS.md and the README). fixup:
+#: at 6 epochs Fixup's final accuracy varies by 3.5 points from seed to seed (first small run), and 4
+#: seeds cannot put a difference inside +-1 point; test_an_underpowered_rule_can_still_refute shows
+#: the rule itself reaches `refuted` once the data can resolve the margin.
+UNDERPOWERED_AT_SMALL = ("fixup",)
 
 
 def _claim(test="at_least", threshold=1.0, key=True, cid="c"):
@@ -134,7 +140,10 @@ def test_each_experiment_is_calibrated(myth_id, calibrations):
     # the verdict can come out either way: some key claim on the other side makes it `supported`,
     # every claim on the paper's side makes it `refuted` (the generic scenarios keep prerequisites met)
     assert max(cal.verdicts[f"other:{c.id}"]["supported"] for c in m.CLAIMS if c.key) > 0.5
-    assert cal.verdicts["paper"]["refuted"] > 0.5
+    if myth_id in UNDERPOWERED_AT_SMALL:  # the list tells the truth: the small sizes cannot refute it
+        assert cal.verdicts["paper"]["refuted"] < 0.5
+    else:
+        assert cal.verdicts["paper"]["refuted"] > 0.5
     # the scenarios are what they say: the paper side is not a claim at its threshold
     for c in m.CLAIMS:
         paper, other = m.CALIBRATION["paper"][c.id], m.CALIBRATION["other"][c.id]
@@ -144,6 +153,17 @@ def test_each_experiment_is_calibrated(myth_id, calibrations):
             assert paper < c.threshold < other, c.id
         else:
             assert abs(paper) < c.threshold < abs(other), c.id
+
+
+def test_an_underpowered_rule_can_still_refute(monkeypatch):
+    """fixup at `small` cannot come out refuted (above); with both nets as stable across seeds as
+    BatchNorm was measured (0.7 points) and 16 seeds, the same claims and rule refute more often than
+    not, and wrong-direction outcomes stay rare: what blocks `refuted` at small is the data, not the rule."""
+    m = myths.load("fixup")
+    monkeypatch.setattr(m, "SEED_SD_FINAL", {k: m.SEED_SD_FINAL["batchnorm"] for k in m.SEED_SD_FINAL})
+    cal = verdicts.calibrate_myth(m, draws=200, overrides={"seeds": 16})
+    assert cal.verdicts["paper"]["refuted"] > 0.6
+    assert max(cal.wrong_direction(m.CLAIMS).values()) <= 0.08  # 200 draws: a 5% rate reads up to ~8%
 
 
 def test_docs_verdicts_is_generated_from_the_declarations(calibrations):

@@ -23,11 +23,12 @@ DRAWS = 1000  #: simulated runs per scenario
 CALIBRATION_SCALE = "small"  #: sample sizes of the default scale
 
 
-def calibrate_myth(module: ModuleType, *, draws: int = DRAWS, seed: int = 0) -> claims_mod.Calibration:
+def calibrate_myth(module: ModuleType, *, draws: int = DRAWS, seed: int = 0,
+                   overrides: Mapping[str, object] | None = None) -> claims_mod.Calibration:
     """The experiment's claim evaluation fed ``draws`` simulated runs at the ``small`` scale's sample
-    sizes in each scenario: the paper's effect, every statistic exactly at its threshold, the
-    other side (``module.CALIBRATION``)."""
-    cfg = module.config(CALIBRATION_SCALE)
+    sizes (changed by ``overrides``, config fields) in each scenario: the paper's effect, every
+    statistic exactly at its threshold, the other side (``module.CALIBRATION``)."""
+    cfg = module.config(CALIBRATION_SCALE, **dict(overrides or {}))
     truths = claims_mod.scenarios(module.CLAIMS, module.CALIBRATION["paper"], module.CALIBRATION["other"])
     return claims_mod.calibrate(module.CLAIMS, lambda m: module.evaluate(cfg, m),
                                 lambda truth, rng: module.simulate(cfg, truth, rng), truths, draws=draws, seed=seed)
@@ -121,6 +122,8 @@ def render(calibrations: Mapping[str, claims_mod.Calibration] | None = None, cha
 
 def changelog_of(text: str) -> str:
     """The hand-written change log section of an existing VERDICTS.md ("" when there is none)."""
+    if text.startswith(CHANGELOG_HEADING):
+        return text
     i = text.find("\n" + CHANGELOG_HEADING)
     return text[i + 1:] if i >= 0 else ""
 
