@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["tensors", "tensors-closed-form", "forgetting", "fixup", "lightconv", "saliency", "dataset-bias", "test-reuse"]
+ORDER = ["tensors", "tensors-closed-form", "forgetting", "fixup", "lightconv", "saliency", "dataset-bias", "test-reuse", "executors"]
 
 HEADER = """# Benchmarks
 

@@ -40,7 +40,7 @@ def trivial(i: int) -> dict:
 
 
 def cpu_work(i: int, size: int = 300, repeats: int = 40) -> float:
-    """About half a second of single-threaded float work."""
+    """A fraction of a second of single-threaded float work (40 matrix products of 300 x 300)."""
     rng = np.random.default_rng(i)
     a = rng.standard_normal((size, size))
     total = 0.0
@@ -137,6 +137,21 @@ def experiment(myth: str) -> list[dict]:
     return rows
 
 
+def shares(directory: Path, cost: list[dict]) -> list[dict]:
+    """Each executor's per-task overhead x the tasks a committed small run ran, over its run time."""
+    import json
+
+    rows = []
+    for path in sorted(directory.glob("*.json")):
+        record = json.loads(path.read_text())
+        tasks, seconds = len(record.get("task_seconds") or {}), record.get("duration_s") or 0.0
+        row = {"myth": path.stem, "tasks": tasks, "run s": float(seconds)}
+        for c in cost[1:]:
+            row[f"{c['executor']} share"] = f"{100 * tasks * c['overhead ms'] / 1e3 / seconds:.2f}%" if seconds else ""
+        rows.append(row)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -153,12 +168,20 @@ def main() -> None:
     p.add_argument("--cpu-tasks", type=int, default=8, help="CPU-bound tasks in the scaling wave")
     p.add_argument("--experiment", default=None, help="also time this myth's small run with 1 and 2 workers")
     p.add_argument("--write", type=Path, default=None, help="write the tables to this markdown file")
+    p.add_argument("--records", type=Path, default=ROOT / "docs" / "results" / "small",
+                   help="committed small records: the overhead as a share of each myth's run")
     args = p.parse_args()
-    parts = ["## Per-task overhead", table(overhead(args.tasks)),
-             "## A wave of CPU-bound tasks on a local multi-node Ray cluster", table(scaling(args.nodes, args.cpu_tasks))]
+    cost = overhead(args.tasks)
+    parts = ["### Per-task overhead (a wave of trivial tasks through `RunContext.map`)", table(cost),
+             "### A wave of CPU-bound tasks on a local multi-node Ray cluster", table(scaling(args.nodes, args.cpu_tasks))]
+    if args.records.is_dir():
+        parts += ["### The overhead per task times each committed `small` record's task count, as a share of its run time",
+                  table(shares(args.records, cost))]
     if args.experiment:
-        parts += [f"## `mlmyths run {args.experiment} --scale small`, 1 vs 2 workers", table(experiment(args.experiment))]
-    text = "\n\n".join([f"# Executors (`python benchmarks/executors.py --tasks {args.tasks}`)",
+        parts += [f"### `mlmyths run {args.experiment} --scale small --threads 1`, 1 vs 2 workers",
+                  table(experiment(args.experiment))]
+    command = " ".join(["python benchmarks/executors.py", *sys.argv[1:]])
+    text = "\n\n".join([f"## executors: in-process, local workers and Ray (`{command}`)",
                           f"Machine: {describe()}.", *parts]) + "\n"
     print(text)
     if args.write:

@@ -193,7 +193,11 @@ def test_plan_counts_the_waves_and_times_a_step(tmp_path):
     assert "not measured" not in row
     assert "1 wave(s), 3 task(s)" in out and "wall time with 2 worker(s)" in out
     proc = demo("plan", "demo", "--no-probe", "--out", str(tmp_path))
-    assert proc.returncode == 0 and "not measured" in proc.stdout
+    assert proc.returncode == 0 and "not measured" in proc.stdout and "no time measured" in proc.stdout
+    # a GPU cluster's plan, from a machine without CUDA: counts and resources, nothing run on the device
+    proc = demo("plan", "demo", "--no-probe", "--device", "cuda", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "on cuda (not probed" in proc.stdout and "1 CPU, 1 GPU" in proc.stdout
     record = wave_run(tmp_path)  # a finished run records how long each task took
     assert set(record["task_seconds"]) == {"train-0", "train-1", "train-2"}
     proc = demo("plan", "demo", "--scale", "smoke", "--no-probe", "--out", str(tmp_path))

@@ -292,7 +292,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     ids = list(myths.MYTHS) if args.myth == "all" else [myths.info(args.myth).id]
     grouped = _split_overrides(args.overrides, list(myths.MYTHS))
-    device = env.resolve_device(args.device)
+    if args.no_probe and args.device.startswith("cuda"):
+        import torch  # planning a GPU run from a machine without one: nothing runs on the device
+
+        device, where = torch.device(args.device), f"{args.device} (not probed: --no-probe)"
+    else:
+        device = env.resolve_device(args.device)
+        where = env.describe_device(device) + (" (not probed: --no-probe)" if args.no_probe else "")
     configs = [(m, myths.load(m)) for m in ids]
     configs = [(m, module, _config_for(m, module, args.scale, args.dataset, grouped, strict_shared=len(ids) == 1))
                for m, module in configs]
@@ -305,7 +311,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         history = [r for r in finished if r["myth"] == myth_id and r.get("scale") == args.scale]
         with env.limit_threads(args.threads or 0):
             rows = planning.estimate(module.plan(cfg), device, probe=not args.no_probe, history=history)
-        print(planning.render(myth_id, args.scale, env.describe_device(device), rows, args.workers) + "\n")
+        print(planning.render(myth_id, args.scale, where, rows, args.workers) + "\n")
     return EXIT_OK
 
 

@@ -94,7 +94,7 @@ def render(myth: str, scale: str, device: Any, rows: list[dict[str, Any]], worke
 
     cols = list(rows[0]) if rows else []
     widths = {c: max(len(c), *(len(fmt(r[c])) for r in rows)) for c in cols}
-    lines = [f"plan for {myth} at scale {scale}, measured on {device}:", "",
+    lines = [f"plan for {myth} at scale {scale} on {device}:", "",
              "  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
     lines += ["  ".join(fmt(r[c]).ljust(widths[c]) for c in cols) for r in rows]
     known = [r for r in rows if r["task-hours"] is not None]
@@ -108,9 +108,13 @@ def render(myth: str, scale: str, device: Any, rows: list[dict[str, Any]], worke
         part = [r for r in known if r["wave"] == stage]
         if part:
             wall += max(max(r["hours per task"] for r in part), sum(r["task-hours"] for r in part) / workers)
-    lines += ["", f"{len(stages)} wave(s), {tasks} task(s); measured work: {total:.3g} task-hours on this device"
-              + ("" if len(known) == len(rows) else f" ({len(rows) - len(known)} group(s) of tasks not measured)"),
-              f"wall time with {workers} worker(s) like this device: about {wall:.3g} h"
-              + ("" if len(known) == len(rows) else " for the measured part")]
+    lines += ["", f"{len(stages)} wave(s), {tasks} task(s)"]
+    if not known:
+        lines[-1] += "; no time measured (probe with --device, or run once and plan with --out)"
+        return "\n".join(lines)
+    lines[-1] += (f"; measured work: {total:.3g} task-hours on this device"
+                  + ("" if len(known) == len(rows) else f" ({len(rows) - len(known)} group(s) of tasks not measured)"))
+    lines.append(f"wall time with {workers} worker(s) like this device: about {wall:.3g} h"
+                 + ("" if len(known) == len(rows) else " for the measured part"))
     return "\n".join(lines)
 
