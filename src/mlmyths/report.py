@@ -374,3 +374,54 @@ def findings_rows(records: Mapping[str, dict[str, Any]]) -> list[tuple[str, str,
         verdict = (record.get("verdict") or {}).get("outcome", record.get("status", "?"))
         rows.append((myth, verdict, f"key: {key}" + (f". Also: {other}" if other else "")))
     return rows
+
+
+def findings_table(records: Mapping[str, dict[str, Any]], caveats: Mapping[str, str]) -> str:
+    """The README's findings table between its markers: per myth the verdict and every claim's
+    estimate, interval, test and outcome as the record has them, and the hand-written caveat."""
+    lines = [FINDINGS_START, "| myth | verdict (run time) | the claims, from the committed record | caveat |",
+             "|---|---|---|---|"]
+    for myth, verdict, text in findings_rows(records):
+        seconds = records[myth].get("duration_s")
+        took = f" ({seconds / 60:.1f} min)" if isinstance(seconds, (int, float)) else ""
+        lines.append(f"| `{myth}` | **{verdict}**{took} | {text.replace('|', '/')} | {caveats.get(myth, '')} |")
+    return "\n".join([*lines, FINDINGS_END])
+
+
+def findings_block(text: str) -> str:
+    """The findings block of a README (markers included); ValueError when it has none."""
+    start, end = text.find(FINDINGS_START), text.find(FINDINGS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {FINDINGS_START} ... {FINDINGS_END} block")
+    return text[start:end + len(FINDINGS_END)]
+
+
+def caveats_of(block: str) -> dict[str, str]:
+    """``myth -> caveat`` from the last cell of each row of a findings block."""
+    out = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            out[cells[0].strip("`")] = cells[3]
+    return out
+
+
+def committed_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """``myth -> record`` of every ``MYTH.json`` in ``directory`` (read and schema-checked), by name."""
+    return {p.stem: read_record(p) for p in sorted(directory.glob("*.json"))}
+
+
+def update_findings(readme: Path, directory: Path) -> None:
+    """Rewrite ``readme``'s findings block from the records in ``directory``, keeping its caveats::
+
+        python -m mlmyths.report README.md docs/results/small
+    """
+    text = readme.read_text(encoding="utf-8")
+    block = findings_block(text)
+    atomic_write_text(readme, text.replace(block, findings_table(committed_records(directory), caveats_of(block))))
+
+
+if __name__ == "__main__":
+    import sys
+
+    update_findings(Path(sys.argv[1]), Path(sys.argv[2]))

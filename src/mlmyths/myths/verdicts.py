@@ -73,6 +73,11 @@ def render_myth(myth_id: str, module: ModuleType, calibration: claims_mod.Calibr
         out += ["", "The verdict on the simulated runs: with every claim on the paper's side " + dist("paper") + "; "
                 + "; ".join(f"with `{c.id}` on the other side {dist('other:' + c.id)}" for c in module.CLAIMS if c.key)
                 + "."]
+        if v["paper"]["refuted"] < 0.5:
+            out += ["", f"**Underpowered at `{CALIBRATION_SCALE}`:** where the paper is right, these sample sizes "
+                    f"come out `refuted` in only {_pct(v['paper']['refuted'])} of simulated runs, so a "
+                    f"`{CALIBRATION_SCALE}` run can tell `supported` from `inconclusive` but can hardly refute "
+                    "the myth; more seeds or the `paper` scale can."]
     return "\n".join(out) + "\n"
 
 
