@@ -63,6 +63,7 @@ was found; where not, the example is scored at its unperturbed input, as
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -113,7 +114,7 @@ def _reference_maps(a_batch: object, batch: int, height: int, width: int) -> Ten
                     f"(B, C, H, W), got shape {tuple(a.shape)}")
 
 
-class AttackedExplanationMetric:
+class AttackedExplanationMetric(ABC):
     """Base of the metrics: configuration, the Quantus call, and one measure per subclass.
 
     Parameters
@@ -148,9 +149,9 @@ class AttackedExplanationMetric:
         self.all_results: list[list[float]] = []
         self.last_label_kept: list[bool] = []
 
+    @abstractmethod
     def measure(self, reference: Tensor, attacked: Tensor, k: int) -> Tensor:
-        """The score of each pair of maps (B, H, W) x2 -> (B,)."""
-        raise NotImplementedError
+        """The score of each pair of maps (B, H, W) x2 -> (B,); each metric defines its own."""
 
     def __call__(self, model: nn.Module, x_batch: object, y_batch: object | None, a_batch: object | None = None,
                  s_batch: object | None = None, channel_first: bool | None = None, explain_func: object = None,
